@@ -1,0 +1,42 @@
+# The two commands of the README: `make book` and `make test`. Both create the virtual
+# environment on first use and reuse it afterwards.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+MATHJAX := .cache/mathjax/node_modules/mathjax/es5/tex-mml-chtml.js
+PROFILE ?= cpu
+
+.PHONY: book test lint sync reproduce clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e ".[book,test]"
+	@touch $@
+
+$(MATHJAX):
+	npm install --silent --no-audit --no-fund --prefix .cache/mathjax mathjax@3.2.2
+
+# Execute every chapter with the cpu profile (from the committed result cache) and build strictly.
+book: $(STAMP)
+	$(PY) -m ddgan_core.book --profile $(PROFILE)
+
+# Unit tests, lint, smoke execution of every chapter, strict build and the browser check.
+test: $(STAMP) $(MATHJAX)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check ddgan_core tests notebooks benchmarks
+
+# Regenerate the paired .ipynb files (no outputs) from the jupytext sources.
+sync: $(STAMP)
+	$(VENV)/bin/jupytext --to ipynb notebooks/*.py
+
+# Compute every experiment of a profile without Jupyter and pack the results.
+reproduce: $(STAMP)
+	$(PY) -m ddgan_core reproduce --profile $(PROFILE) --archive results-$(PROFILE).tar.gz
+
+clean:
+	rm -rf _build book/executed

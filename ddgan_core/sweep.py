@@ -1,0 +1,141 @@
+"""Parameter sweeps over a chapter: papermill per grid point, every glued number into one CSV.
+
+``python -m ddgan_core sweep notebooks/01_forward_process -p num_timesteps 100 1000`` executes
+the notebook once per value (several ``-p`` make a grid), reads every value the notebook glued
+(``myst_nb.glue``), and writes ``results.csv`` and ``plot.png`` into the output folder.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import datetime as _dt
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+from .book import check_parameters, execute_notebook, notebook_parameters
+from .cache import repo_root
+
+
+def glued_values(notebook_path: Path) -> dict[str, Any]:
+    """Every value glued in an executed notebook, numbers as floats where they parse."""
+    notebook = json.loads(Path(notebook_path).read_text())
+    values: dict[str, Any] = {}
+    for cell in notebook["cells"]:
+        for output in cell.get("outputs", []):
+            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+            if not name:
+                continue
+            # hidden glue prefixes the MIME types ("application/papermill.record/text/plain")
+            data = {key.rsplit("/", 2)[-2] + "/" + key.rsplit("/", 1)[-1]: value
+                    for key, value in output.get("data", {}).items()}
+            text = data.get("text/plain")
+            if "image/png" in data or text is None:
+                values[name] = "<figure>" if "image/png" in data else None
+                continue
+            text = "".join(text) if isinstance(text, list) else text
+            values[name] = _parse_number(text)
+    return values
+
+
+def _parse_number(text: str) -> Any:
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = text
+    if isinstance(value, str):
+        try:
+            return float(value.replace(",", ""))
+        except ValueError:
+            return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def resolve_notebook(path: str | Path) -> Path:
+    path = Path(path)
+    root = repo_root()
+    candidates = [path, path.with_suffix(".py"), root / path, (root / path).with_suffix(".py")]
+    for candidate in candidates:
+        if candidate.suffix == ".py" and candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"notebook {path}: no jupytext source found (tried {candidates})")
+
+
+def run_sweep(
+    notebook: str | Path,
+    grid: dict[str, list[Any]],
+    profile: str = "smoke",
+    out_dir: Path | None = None,
+) -> tuple[Path, Path]:
+    """Execute ``notebook`` at every point of ``grid``; returns (CSV path, plot path)."""
+    source = resolve_notebook(notebook)
+    if not grid:
+        raise ValueError("a sweep needs at least one -p NAME VALUE [VALUE ...]")
+    points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
+    for point in points:  # every name and the profile checked before any notebook runs
+        check_parameters(source, {"profile": profile, **point})
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_dir = Path(out_dir or repo_root() / "sweeps" / source.stem / stamp)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    defaults = notebook_parameters(source)
+    rows = []
+    for index, point in enumerate(points):
+        label = ", ".join(f"{k}={v}" for k, v in point.items())
+        print(f"[{index + 1}/{len(points)}] {source.stem}: {label}", flush=True)
+        executed = execute_notebook(
+            source, out_dir / f"point_{index:03d}.ipynb", {"profile": profile, **point}
+        )
+        rows.append({"profile": profile, **{k: point.get(k, defaults.get(k)) for k in grid},
+                     **glued_values(executed)})
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    csv_path = out_dir / "results.csv"
+    with open(csv_path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    plot_path = plot_sweep(rows, list(grid), out_dir / "plot.png")
+    print(f"sweep: {csv_path}\nsweep: {plot_path}")
+    return csv_path, plot_path
+
+
+def plot_sweep(rows: list[dict[str, Any]], swept: list[str], path: Path) -> Path:
+    """One small panel per glued number, against the first swept parameter."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x_name = swept[0]
+    metrics = [
+        key for key in rows[0]
+        if key not in swept and key != "profile"
+        and all(isinstance(r.get(key), float) for r in rows)
+    ]
+    ncols = min(4, max(1, len(metrics)))
+    nrows = max(1, -(-len(metrics) // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.6 * nrows), squeeze=False)
+    others = swept[1:]
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in others), []).append(row)
+    for ax, metric in zip(axes.flat, metrics):
+        for group, members in groups.items():
+            xs = [m[x_name] for m in members]
+            label = ", ".join(f"{k}={v}" for k, v in zip(others, group)) or None
+            ax.plot(xs, [m[metric] for m in members], "o-", label=label)
+        ax.set_xlabel(x_name)
+        ax.set_title(metric, fontsize=9)
+        if others:
+            ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.set_axis_off()
+    if not metrics:
+        axes.flat[0].text(0.5, 0.5, "no numeric glued values", ha="center")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
