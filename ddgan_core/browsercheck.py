@@ -204,8 +204,8 @@ def check_book(
     checked, problems = [], []
     with tempfile.TemporaryDirectory() as tmp:
         copy = prepare_copy(html_dir, mathjax_dir, Path(tmp) / "html")
-        pages = sorted(p for p in copy.rglob("*.html")
-                       if p.name not in SKIP_PAGES and "_static" not in p.parts)
+        # the book's pages all live under book/ (see _toc.yml); stale pages elsewhere are skipped
+        pages = sorted(p for p in (copy / "book").rglob("*.html") if p.name not in SKIP_PAGES)
         for page in pages:
             relative = str(page.relative_to(copy))
             shot = (screenshots or {}).get(page.stem)
