@@ -6,7 +6,8 @@ Commands:
   unpack ARCHIVE                   merge a results archive into the cache
   sweep NOTEBOOK -p NAME V1 V2 ... papermill over a grid, glued numbers into CSV + plot
   eval --samples FILE.npz          FID, KID, precision/recall, density/coverage
-  train classifier                 the FashionMNIST feature extractor used by the metrics
+  train classifier|ddpm            train the feature extractor or a DDPM (--profile P)
+  sample --checkpoint PATH ...     draw samples into an .npz file
   book --profile P                 execute the chapters and build the book
 """
 
@@ -24,10 +25,12 @@ def _reproduce(args: argparse.Namespace) -> int:
     from .experiments import reproduce
 
     cache = ResultCache(args.cache_dir)
-    results = reproduce(args.profile, parse_assignments(args.overrides), args.only, cache)
+    budget = args.budget_minutes * 60 if args.budget_minutes else None
+    reproduce(args.profile, parse_assignments(args.overrides), args.only, cache, budget)
     if args.archive:
-        archive = cache.pack(args.archive, [r.path for r in results])
-        print(f"archive: {archive} ({len(results)} entries)")
+        entries = cache.entries()  # everything complete, including points of a stopped grid
+        archive = cache.pack(args.archive, entries)
+        print(f"archive: {archive} ({len(entries)} entries)")
     return 0
 
 
@@ -59,16 +62,80 @@ def _eval(argv: list[str]) -> int:
     return cli_eval(argv) or 0
 
 
+TRAINABLE = ("classifier", "ddpm")
+
+
 def _train(argv: list[str]) -> int:
     if not argv or argv[0] in {"-h", "--help"}:
-        print("usage: python -m ddgan_core train {classifier} [options]")
+        print(f"usage: python -m ddgan_core train {{{','.join(TRAINABLE)}}} [options]")
         return 0 if argv else 2
     what, rest = argv[0], argv[1:]
     if what == "classifier":
         from .metrics.features import cli_train_classifier
 
         return cli_train_classifier(rest) or 0
-    raise ValueError(f"train {what!r}: unknown model; valid: ['classifier']")
+    if what not in TRAINABLE:
+        raise ValueError(f"train {what!r}: unknown model; valid: {list(TRAINABLE)}")
+    parser = argparse.ArgumentParser(prog=f"python -m ddgan_core train {what}")
+    parser.add_argument("--profile", required=True, choices=sorted(PROFILES))
+    parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE")
+    parser.add_argument("--out", type=Path, help="train into this folder instead of the cache")
+    parser.add_argument("--cache-dir", type=Path)
+    parser.add_argument("--device")
+    args = parser.parse_args(rest)
+    from .profiles import get_profile
+
+    profile = get_profile(args.profile, **parse_assignments(args.overrides))
+    from . import ddpm
+    from .cache import ResultCache
+    from .experiments import ddpm_model
+
+    if args.out:
+        metrics = ddpm.train_ddpm(ddpm.training_config(profile), args.out, device=args.device)
+        checkpoint = args.out / "model_ema.pt"
+    else:
+        result = ddpm_model(profile, ResultCache(args.cache_dir))
+        metrics, checkpoint = result.metrics, result.file("model_ema.pt")
+    print(f"trained {metrics['train_steps']} steps ({metrics['images_seen']:,} images) in "
+          f"{metrics['train_seconds']:.0f} s; final loss {metrics['final_loss']:.4f}")
+    print(f"checkpoint: {checkpoint}")
+    return 0
+
+
+def _sample(argv: list[str]) -> int:
+    import time
+
+    import numpy as np
+
+    from .data import model_to_uint8
+
+    parser = argparse.ArgumentParser(prog="python -m ddgan_core sample")
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--steps", type=int, help="reverse steps K (DDPM; default: all)")
+    parser.add_argument("--sampler", default="ancestral", choices=["ancestral", "ddim"])
+    parser.add_argument("--eta", type=float, default=0.0)
+    parser.add_argument("--n", type=int, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--device")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if args.out.suffix != ".npz":
+        raise ValueError(f"--out {args.out}: samples are written as .npz")
+    if args.n < 1:
+        raise ValueError(f"--n {args.n}: must be >= 1")
+    from . import ddpm
+
+    model, diffusion = ddpm.load_model(args.checkpoint, args.device)
+    steps = args.steps or diffusion.num_timesteps
+    start = time.perf_counter()
+    images, nfe = ddpm.ddpm_sample(model, diffusion, args.n, steps, args.sampler, args.eta,
+                                   args.seed, args.batch_size, args.device)
+    seconds = time.perf_counter() - start
+    np.savez_compressed(args.out, images=model_to_uint8(images).numpy(), nfe=nfe,
+                        seconds=seconds, sampler=args.sampler, steps=steps, seed=args.seed)
+    print(f"{args.n} images, NFE {nfe}, {seconds / args.n:.4f} s/image -> {args.out}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--only", action="append", metavar="EXPERIMENT")
     rep.add_argument("--archive", type=Path, help="pack the results into this .tar.gz")
     rep.add_argument("--cache-dir", type=Path)
+    rep.add_argument("--budget-minutes", type=float,
+                     help="start nothing new after this long; finished entries are kept")
 
     unp = sub.add_parser("unpack", help="merge a results archive into the cache")
     unp.add_argument("archive", type=Path)
@@ -97,13 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("eval", help="metrics of a samples file (see eval --help)", add_help=False)
     sub.add_parser("train", help="train a model (see train --help)", add_help=False)
+    sub.add_parser("sample", help="sample a checkpoint into .npz (see sample --help)",
+                   add_help=False)
     sub.add_parser("book", help="execute chapters and build the book", add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    passthrough = {"eval": _eval, "train": _train}
+    passthrough = {"eval": _eval, "train": _train, "sample": _sample}
     try:
         if argv and argv[0] in passthrough:
             return passthrough[argv[0]](argv[1:])
@@ -117,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         handlers = {"reproduce": _reproduce, "unpack": _unpack, "sweep": _sweep}
         return handlers[args.command](args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

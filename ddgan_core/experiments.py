@@ -8,6 +8,7 @@ and ``python -m ddgan_core reproduce`` produce the same entries.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 
 from .cache import Result, ResultCache
+from .plotting import save_grid
 from .profiles import get_profile
 
 
@@ -41,8 +43,96 @@ def dataset_statistics(profile: dict[str, Any], cache: ResultCache | None = None
     return (cache or ResultCache()).load_or_run("dataset_statistics", config, compute)
 
 
-EXPERIMENTS: dict[str, Callable[[dict[str, Any], ResultCache | None], Result]] = {
+def ddpm_model(profile: dict[str, Any], cache: ResultCache | None = None) -> Result:
+    """Train the DDPM of ``profile`` (EMA weights ``model_ema.pt``, a sample grid, the curve)."""
+    from . import ddpm
+
+    config = {"profile": profile["profile"], **ddpm.training_config(profile)}
+
+    def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
+        metrics = ddpm.train_ddpm(config, workdir)
+        model, diffusion = ddpm.load_model(workdir / "model_ema.pt")
+        images, _ = ddpm.ddpm_sample(model, diffusion, 64, 100, "ancestral", seed=config["seed"])
+        save_grid(images, workdir / "samples.png", nrow=8)
+        return metrics
+
+    return (cache or ResultCache()).load_or_run("ddpm_model", config, compute)
+
+
+def ddpm_grid_point(
+    profile: dict[str, Any], sampler: str, steps: int, cache: ResultCache | None = None
+) -> Result:
+    """FID, KID, precision/recall, density/coverage of the DDPM sampled with ``steps`` steps.
+
+    One cache entry per (model, sampler, K, n): Fig. 1 is assembled from these, and a long grid
+    can stop and continue without redoing finished points.
+    """
+    from . import ddpm
+    from .metrics.evaluate import evaluate_samples
+    from .metrics.features import EXTRACTOR_SHA256
+
+    cache = cache or ResultCache()
+    model_result = ddpm_model(profile, cache)
+    config = {
+        "profile": profile["profile"], "model_key": model_result.key, "sampler": sampler,
+        "eta": 0.0, "steps": int(steps), "n": profile["ddpm_grid_samples"],
+        "seed": profile["seed"], "extractor": EXTRACTOR_SHA256,
+    }
+
+    def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
+        model, diffusion = ddpm.load_model(model_result.file("model_ema.pt"))
+        device = next(model.parameters()).device
+        _synchronize(device)
+        start = time.perf_counter()
+        images, nfe = ddpm.ddpm_sample(
+            model, diffusion, config["n"], config["steps"], config["sampler"], config["eta"],
+            seed=config["seed"], batch_size=profile["eval_batch_size"], device=device,
+        )
+        _synchronize(device)
+        sampling = time.perf_counter() - start
+        save_grid(images[:32], workdir / "samples.png", nrow=8)
+        metrics = evaluate_samples(images, device=device)
+        metrics.pop("timings_s", None)
+        metrics.update(nfe=nfe, sampling_seconds=sampling,
+                       seconds_per_image=sampling / config["n"],
+                       sampling_batch_size=profile["eval_batch_size"])
+        return metrics
+
+    return cache.load_or_run("ddpm_grid_point", config, compute)
+
+
+def ddpm_fig1(profile: dict[str, Any], cache: ResultCache | None = None) -> list[Result]:
+    """Every point of Fig. 1: both samplers at every K of ``ddpm_step_grid``, cheapest first."""
+    points = [(k, s) for k in sorted(profile["ddpm_step_grid"]) for s in ("ancestral", "ddim")]
+    results = []
+    for k, sampler in points:
+        check_deadline(f"ddpm_grid_point {sampler} K={k}")
+        results.append(ddpm_grid_point(profile, sampler, k, cache))
+    return results
+
+
+class DeadlineReached(RuntimeError):
+    """``reproduce`` ran out of its time budget; finished entries are kept in the cache."""
+
+
+_DEADLINE: list[float] = []
+
+
+def check_deadline(what: str) -> None:
+    """Raise :class:`DeadlineReached` before starting ``what`` when the budget is spent."""
+    if _DEADLINE and time.monotonic() > _DEADLINE[0]:
+        raise DeadlineReached(f"time budget spent before {what}")
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+EXPERIMENTS: dict[str, Callable[[dict[str, Any], ResultCache | None], Any]] = {
     "dataset_statistics": dataset_statistics,
+    "ddpm_model": ddpm_model,
+    "ddpm_fig1": ddpm_fig1,
 }
 
 
@@ -51,8 +141,13 @@ def reproduce(
     overrides: dict[str, Any] | None = None,
     only: list[str] | None = None,
     cache: ResultCache | None = None,
+    budget_s: float | None = None,
 ) -> list[Result]:
-    """Compute (or load) every experiment of ``profile``; returns their results in order."""
+    """Compute (or load) every experiment of ``profile``; returns their results in order.
+
+    With ``budget_s``, no new experiment (or grid point) starts after that many seconds; what
+    finished is returned and stays in the cache, so a later call continues where this one ended.
+    """
     config = get_profile(profile, **(overrides or {}))
     names = list(EXPERIMENTS)
     if only:
@@ -61,11 +156,25 @@ def reproduce(
             raise ValueError(f"unknown experiment(s) {unknown}; valid: {names}")
         names = [n for n in names if n in only]
     cache = cache or ResultCache()
-    results = []
-    for index, name in enumerate(names, 1):
-        print(f"[{index}/{len(names)}] {name} ...", flush=True)
-        result = EXPERIMENTS[name](config, cache)
+    results: list[Result] = []
+    _DEADLINE[:] = [time.monotonic() + budget_s] if budget_s else []
+    try:
+        for index, name in enumerate(names, 1):
+            check_deadline(name)
+            print(f"[{index}/{len(names)}] {name} ...", flush=True)
+            results += _run_experiment(name, config, cache, index, len(names))
+    except DeadlineReached as stop:
+        print(f"stopped: {stop}; {len(results)} entries done, the rest can resume later")
+    finally:
+        _DEADLINE.clear()
+    return results
+
+
+def _run_experiment(name: str, config: dict[str, Any], cache: ResultCache, index: int,
+                    total: int) -> list[Result]:
+    produced = EXPERIMENTS[name](config, cache)
+    results = produced if isinstance(produced, list) else [produced]
+    for result in results:
         state = "computed" if result.computed else "cached"
-        print(f"[{index}/{len(names)}] {name}: {state} at {result.path}", flush=True)
-        results.append(result)
+        print(f"[{index}/{total}] {name}: {state} {result.path}", flush=True)
     return results
