@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 MATHJAX := .cache/mathjax/node_modules/mathjax/es5/tex-mml-chtml.js
 PROFILE ?= cpu
 
-.PHONY: book test lint sync reproduce clean
+.PHONY: book test lint sync reproduce clean wheels
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,3 +40,9 @@ reproduce: $(STAMP)
 
 clean:
 	rm -rf _build book/executed
+
+# What a GPU machine without a package index needs besides the code (see tools/gpu_reproduce.sh).
+wheels: $(STAMP)
+	$(PY) -m pip download -q --no-deps -d wheels tqdm clean-fid==0.1.35 safetensors requests urllib3 idna certifi charset-normalizer
+	mkdir -p data/FashionMNIST/raw
+	cp /usr/share/datasets/fashion-mnist/*.gz data/FashionMNIST/raw/

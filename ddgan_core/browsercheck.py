@@ -157,6 +157,8 @@ def check_page(chromium: str, page: Path, screenshot: Path | None = None) -> lis
     leftovers = sorted(set(m.group(0) for m in UNRENDERED.finditer(parser.text)))
     if leftovers:
         problems.append(f"unrendered MyST roles: {leftovers}")
+    if re.search(r"\|\s*(?:-{3,}|[\u2013\u2014]-*):?\s*\|", parser.text):  # smartquotes: ---
+        problems.append("a Markdown table was rendered as text")
     if re.search(r"<Figure size \d+x\d+", parser.text):
         problems.append("a figure was rendered as text (<Figure size ...>), not as an image")
     if "Traceback (most recent call last)" in parser.text:

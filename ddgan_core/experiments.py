@@ -8,6 +8,7 @@ and ``python -m ddgan_core reproduce`` produce the same entries.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -68,34 +69,25 @@ def ddpm_grid_point(
     can stop and continue without redoing finished points.
     """
     from . import ddpm
-    from .metrics.evaluate import evaluate_samples
-    from .metrics.features import EXTRACTOR_SHA256
+    from .metrics.features import CHECKPOINT_SHA256
 
     cache = cache or ResultCache()
     model_result = ddpm_model(profile, cache)
     config = {
         "profile": profile["profile"], "model_key": model_result.key, "sampler": sampler,
         "eta": 0.0, "steps": int(steps), "n": profile["ddpm_grid_samples"],
-        "seed": profile["seed"], "extractor": EXTRACTOR_SHA256,
+        "seed": profile["seed"], "extractor": CHECKPOINT_SHA256,
     }
 
     def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
         model, diffusion = ddpm.load_model(model_result.file("model_ema.pt"))
         device = next(model.parameters()).device
-        _synchronize(device)
-        start = time.perf_counter()
-        images, nfe = ddpm.ddpm_sample(
-            model, diffusion, config["n"], config["steps"], config["sampler"], config["eta"],
-            seed=config["seed"], batch_size=profile["eval_batch_size"], device=device,
-        )
-        _synchronize(device)
-        sampling = time.perf_counter() - start
-        save_grid(images[:32], workdir / "samples.png", nrow=8)
-        metrics = evaluate_samples(images, device=device)
-        metrics.pop("timings_s", None)
-        metrics.update(nfe=nfe, sampling_seconds=sampling,
-                       seconds_per_image=sampling / config["n"],
-                       sampling_batch_size=profile["eval_batch_size"])
+        metrics = _evaluate_sampler(
+            lambda n: ddpm.ddpm_sample(
+                model, diffusion, n, config["steps"], config["sampler"], config["eta"],
+                seed=config["seed"], batch_size=profile["eval_batch_size"], device=device),
+            config["n"], device, workdir)
+        metrics["sampling_batch_size"] = profile["eval_batch_size"]
         return metrics
 
     return cache.load_or_run("ddpm_grid_point", config, compute)
@@ -124,6 +116,90 @@ def check_deadline(what: str) -> None:
         raise DeadlineReached(f"time budget spent before {what}")
 
 
+def _evaluate_sampler(sample, n: int, device: torch.device, workdir: Path | None) -> dict:
+    """Sample ``n`` images with ``sample(n) -> (images, nfe)``, time it, and run every metric."""
+    from .metrics.evaluate import evaluate_samples
+
+    _synchronize(device)
+    start = time.perf_counter()
+    images, nfe = sample(n)
+    _synchronize(device)
+    seconds = time.perf_counter() - start
+    if workdir is not None:
+        save_grid(images[:64], workdir / "samples.png", nrow=8)
+    metrics = evaluate_samples(images, device=device)
+    metrics.pop("timings_s", None)
+    metrics.update(nfe=nfe, sampling_seconds=seconds, seconds_per_image=seconds / n)
+    return metrics
+
+
+DDGAN_PROGRESS = (0.25, 0.5, 0.75, 1.0)
+
+
+def ddgan_model(profile: dict[str, Any], cache: ResultCache | None = None) -> Result:
+    """Train the DDGAN of ``profile``; FID/KID/recall of the EMA generator along the way.
+
+    Training runs in :data:`DDGAN_PROGRESS` chunks; after each, the EMA generator is evaluated
+    on ``fid_samples // 4`` samples (``progress`` in the metrics). The final generator is
+    evaluated with ``fid_samples`` samples and timed.
+    """
+    from . import ddgan
+
+    keys = sorted(k for k in profile if k.startswith("ddgan_"))
+    config = {"profile": profile["profile"], "seed": profile["seed"],
+              **{k: profile[k] for k in keys}}
+
+    def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
+        from .metrics.features import CHECKPOINT_SHA256
+
+        total = int(config["ddgan_train_steps"])
+        diffusion = ddgan.make_ddgan_diffusion(config["ddgan_timesteps"])
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        n_progress = max(profile["fid_samples"] // 4, 200)
+        def sampler(generator, seed):
+            return lambda n: ddgan.ddgan_sample(
+                generator, diffusion, n, config["ddgan_nz"], seed=seed,
+                batch_size=profile["eval_batch_size"], device=device)
+
+        progress_file = workdir / "progress.json"
+        progress = json.loads(progress_file.read_text()) if progress_file.exists() else []
+        metrics: dict[str, Any] = {}
+        for fraction in DDGAN_PROGRESS:
+            target = max(1, round(fraction * total))
+            if any(p["step"] == target for p in progress):
+                continue
+            metrics = ddgan.train_ddgan(config, workdir, device=device, stop_after=target)
+            generator = _ema_generator(ddgan, config, workdir, device, metrics["finished"])
+            point = _evaluate_sampler(sampler(generator, config["seed"]), n_progress, device, None)
+            progress.append({"step": target, "images_seen": metrics["images_seen"],
+                             **{k: point[k] for k in ("fid", "kid", "precision", "recall",
+                                                      "density", "coverage", "fid_floor")}})
+            progress_file.write_text(json.dumps(progress))
+        if not metrics:  # every chunk was done before an interruption: reload the trainer state
+            metrics = ddgan.train_ddgan(config, workdir, device=device)
+        generator = ddgan.load_generator(workdir / "generator_ema.pt", device)
+        final = _evaluate_sampler(sampler(generator, config["seed"] + 1), profile["fid_samples"],
+                                  device, workdir)
+        (workdir / "checkpoint.pt").unlink(missing_ok=True)
+        progress_file.unlink(missing_ok=True)
+        return {"train": metrics, "progress": progress, "final": final,
+                "extractor": CHECKPOINT_SHA256}
+
+    return (cache or ResultCache()).load_or_run("ddgan_model", config, compute)
+
+
+def _ema_generator(ddgan, config, workdir: Path, device: torch.device, finished: bool):
+    """The EMA generator after a training chunk (from the checkpoint while unfinished)."""
+    if finished:
+        return ddgan.load_generator(workdir / "generator_ema.pt", device)
+    from .training import load_checkpoint
+
+    state = load_checkpoint(workdir / "checkpoint.pt", device)
+    generator = ddgan.make_generator(config).to(device)
+    generator.load_state_dict(state["trainer"]["ema"])
+    return generator.eval()
+
+
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -133,6 +209,7 @@ EXPERIMENTS: dict[str, Callable[[dict[str, Any], ResultCache | None], Any]] = {
     "dataset_statistics": dataset_statistics,
     "ddpm_model": ddpm_model,
     "ddpm_fig1": ddpm_fig1,
+    "ddgan_model": ddgan_model,
 }
 
 

@@ -109,7 +109,14 @@ PROFILES: dict[str, dict[str, Any]] = {
         "ddgan_ema_decay": 0.998,
         "ddgan_checkpoint_every": 250,
     },
-    "full": {**_BASE, "fid_samples": 10_000},
+    "full": {
+        **_BASE,
+        "fid_samples": 10_000,
+        "ddpm_train_steps": 6_000,
+        "ddpm_grid_samples": 5_000,
+        "ddgan_train_steps": 6_000,
+        "ddgan_batch_size": 128,
+    },
 }
 
 DESCRIPTIONS = {

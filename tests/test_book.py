@@ -86,13 +86,15 @@ def test_browser_check_catches_a_broken_page(tmp_path):
     (html / "index.html").write_text("<html><body>redirect</body></html>")
     (html / "book" / "bad.html").write_text(
         '<html><body><img src="missing.png"><div class="math notranslate">\\[ \\frac{1}{ \\]'
-        "</div><p>Traceback (most recent call last):</p><p>{glue:text}`x`</p></body></html>")
+        "</div><p>Traceback (most recent call last):</p><p>{glue:text}`x`</p>"
+        "<p>| a | b |\n|---|---:|\n| 1 | 2 |</p></body></html>")
     _, problems = browsercheck.check_book(html)
     text = "\n".join(problems)
     assert "missing image missing.png" in text
     assert "MathJax" in text
     assert "traceback" in text
     assert "unrendered MyST roles" in text
+    assert "Markdown table was rendered as text" in text
 
 
 @pytest.mark.book
