@@ -168,7 +168,9 @@ def ddgan_model(profile: dict[str, Any], cache: ResultCache | None = None) -> Re
             target = max(1, round(fraction * total))
             if any(p["step"] == target for p in progress):
                 continue
-            metrics = ddgan.train_ddgan(config, workdir, device=device, stop_after=target)
+            done = _trained_steps(workdir)  # train_ddgan's stop_after counts steps of this call
+            metrics = ddgan.train_ddgan(config, workdir, device=device,
+                                        stop_after=max(1, target - done))
             generator = _ema_generator(ddgan, config, workdir, device, metrics["finished"])
             point = _evaluate_sampler(sampler(generator, config["seed"]), n_progress, device, None)
             progress.append({"step": target, "images_seen": metrics["images_seen"],
@@ -186,6 +188,54 @@ def ddgan_model(profile: dict[str, Any], cache: ResultCache | None = None) -> Re
                 "extractor": CHECKPOINT_SHA256}
 
     return (cache or ResultCache()).load_or_run("ddgan_model", config, compute)
+
+
+def sampling_speed(profile: dict[str, Any], cache: ResultCache | None = None) -> Result:
+    """Seconds per image of DDGAN (T steps) and DDPM (every K of the grid's extremes) on one
+    device, with the speed harness (warm-up, median of repeats, synchronised), same batch size.
+
+    The trained networks of :func:`ddpm_model` and :func:`ddgan_model` are timed; the ratio
+    DDPM-1000 / DDGAN is the headline speed-up.
+    """
+    from . import ddgan, ddpm
+    from .metrics.speed import measure_speed
+
+    cache = cache or ResultCache()
+    ddpm_result, gan_result = ddpm_model(profile, cache), ddgan_model(profile, cache)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    batch = 64 if device.type == "cuda" else 16
+    config = {"profile": profile["profile"], "ddpm_key": ddpm_result.key,
+              "ddgan_key": gan_result.key, "batch": batch, "device": device.type,
+              "ddpm_steps": [1, 10, 100, max(profile["ddpm_step_grid"])]}
+
+    def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
+        model, diffusion = ddpm.load_model(ddpm_result.file("model_ema.pt"), device)
+        generator = ddgan.load_generator(gan_result.file("generator_ema.pt"), device)
+        gan_diffusion = ddgan.make_ddgan_diffusion(profile["ddgan_timesteps"])
+        out: dict[str, Any] = {"ddgan": measure_speed(
+            lambda b: ddgan.ddgan_sample(generator, gan_diffusion, b, profile["ddgan_nz"],
+                                         batch_size=b, device=device)[0],
+            4 * batch, batch, profile["ddgan_timesteps"], device, warmup=1, repeats=5)}
+        for k in config["ddpm_steps"]:
+            repeats = 3 if k < 1000 else 2
+            out[f"ddpm_{k}"] = measure_speed(
+                lambda b, k=k: ddpm.ddpm_sample(model, diffusion, b, k, "ancestral",
+                                                batch_size=b, device=device)[0],
+                batch, batch, k, device, warmup=1, repeats=repeats)
+        last = max(config["ddpm_steps"])
+        out["speedup_vs_ddpm_last"] = (out[f"ddpm_{last}"]["seconds_per_image"]
+                                       / out["ddgan"]["seconds_per_image"])
+        return out
+
+    return cache.load_or_run("sampling_speed", config, compute, device=device)
+
+
+def _trained_steps(workdir: Path) -> int:
+    """Steps done by an unfinished DDGAN run in ``workdir`` (0 when it has not started)."""
+    from .training import load_checkpoint
+
+    checkpoint = workdir / "checkpoint.pt"
+    return int(load_checkpoint(checkpoint)["trainer"]["step"]) if checkpoint.exists() else 0
 
 
 def _ema_generator(ddgan, config, workdir: Path, device: torch.device, finished: bool):
@@ -210,6 +260,7 @@ EXPERIMENTS: dict[str, Callable[[dict[str, Any], ResultCache | None], Any]] = {
     "ddpm_model": ddpm_model,
     "ddpm_fig1": ddpm_fig1,
     "ddgan_model": ddgan_model,
+    "sampling_speed": sampling_speed,
 }
 
 

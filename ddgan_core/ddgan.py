@@ -1,0 +1,771 @@
+"""Denoising Diffusion GAN (Xiao, Kreis, Vahdat, ICLR 2022): training pairs, losses, trainer,
+sampler.
+
+DDGAN keeps a short Gaussian forward chain (T = 4 steps of the discrete VP schedule) and models
+each reverse step with a conditional GAN. The generator predicts a clean image,
+``x0_pred = G(x_t, t, z)`` with a fresh latent z, and the fake x_{t-1} is drawn from the
+posterior of the forward process around that prediction,
+
+    p_theta(x_{t-1} | x_t) = E_z q(x_{t-1} | x_t, x_0 = G(x_t, t, z)),
+
+so p_theta is a non-Gaussian (implicit) distribution although each draw is Gaussian given z.
+A time-conditioned discriminator D(x_{t-1}, x_t, t) tells real pairs from fake pairs.
+
+Indexing (0-based, as :mod:`ddgan_core.diffusion`): ``t`` runs over ``0 .. T-1``; ``betas[t]``
+is the step x_{t-1} -> x_t and ``x_{-1}`` is the data x_0. For a timestep t:
+
+* real pair: x_{t-1} ~ q(x_{t-1} | x_0) (``q_sample`` at index t-1; the data itself at t = 0)
+  and x_t ~ q(x_t | x_{t-1}) by one forward step (``q_step`` at index t);
+* fake pair: the same x_t and x'_{t-1} ~ q(x_{t-1} | x_t, G(x_t, t, z)), the posterior at
+  index t (``p_sample_from_x0``). At t = 0 the posterior is a point mass on the predicted x_0:
+  ``posterior_mean_coef2[0] = 0`` exactly (``1 - alphas_cumprod_prev[0] = 0``) and
+  ``posterior_mean_coef1[0] = beta_0 / (1 - (1 - beta_0)) = 1`` up to float64 rounding, with
+  zero variance, so the last sampling step returns G's x_0 prediction.
+
+Losses, the non-saturating form of the paper's eqs. (8)-(9) (eq. (9) of the seed text writes q
+where the generator's expectation is under p_theta):
+
+* D: ``softplus(-D(x_{t-1}, x_t, t)) + softplus(D(x'_{t-1}, x_t, t))``, plus R1 on the real
+  x_{t-1}, ``gamma / 2 * E ||grad_{x_{t-1}} D||^2``; with lazy regularisation every k D updates
+  the penalty is multiplied by k (StyleGAN2's convention);
+* G: ``softplus(-D(x'_{t-1}, x_t, t))``.
+
+Adam with betas (0.5, 0.9), cosine learning-rate decay without warm-up, an EMA of G,
+``d_steps`` discriminator updates (each on a fresh batch) per generator update (on the last
+batch), bf16 autocast on CUDA only. The same :class:`DDGANTrainer` trains the image model
+(:func:`train_ddgan`) and the 2-D toy model (:mod:`ddgan_core.toy`).
+
+Stall watch. A DDGAN can sit at parity from the first steps: D(real) = D(fake), the D loss at
+2 ln 2 and R1 near zero, the generator undoing every step of a weak discriminator (DESIGN.md
+section 6). The history records the gap ``mean D(real) - mean D(fake)`` of every logging
+interval; :func:`stall_fraction` is the share of intervals at parity and ``train_ddgan`` warns
+when the first half of training is mostly at parity (late parity can be convergence).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .diffusion import GaussianDiffusion, make_beta_schedule
+from .nets.discriminator import Discriminator
+from .nets.unet import UNet, count_parameters
+from .training import (
+    EMA,
+    CheckpointError,
+    DivergenceError,
+    autocast_context,
+    check_finite,
+    half_state_dict,
+    load_checkpoint,
+    pick_device,
+    save_checkpoint,
+    warmup_cosine,
+)
+
+__all__ = [
+    "ARCH_KEYS",
+    "CheckpointError",
+    "DDGANGenerator",
+    "DDGANTrainer",
+    "DivergenceError",
+    "LN4",
+    "d_loss",
+    "ddgan_sample",
+    "g_loss",
+    "generator_posterior_sample",
+    "load_generator",
+    "make_ddgan_diffusion",
+    "make_discriminator",
+    "make_generator",
+    "q_sample_pairs",
+    "r1_penalty",
+    "r1_weight",
+    "stall_fraction",
+    "train_ddgan",
+]
+
+#: The D loss at parity (D(real) = D(fake) = 0): 2 ln 2.
+LN4 = 2.0 * math.log(2.0)
+#: Profile keys that fix the networks' shapes (a checkpoint must match them to resume).
+ARCH_KEYS = ("ddgan_timesteps", "ddgan_nz", "ddgan_channels", "ddgan_res_blocks",
+             "ddgan_d_channels")
+GENERATOR_FORMAT = "ddgan_core.generator_ema/1"
+CHECKPOINT_FORMAT = "ddgan_core.ddgan_checkpoint/1"
+ADAM_BETAS = (0.5, 0.9)
+IMAGE_SHAPE = (1, 28, 28)
+
+
+# --------------------------------------------------------------------------------------------
+# networks and the diffusion
+# --------------------------------------------------------------------------------------------
+
+
+class DDGANGenerator(nn.Module):
+    """G(x_t, t, z) = tanh(UNet(x_t, t, z)): the predicted x_0, bounded to [-1, 1]."""
+
+    def __init__(self, net: UNet):
+        super().__init__()
+        self.net = net
+        self.z_dim = net.z_dim
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(x_t, t, z))
+
+
+def _arch(config: Mapping[str, Any]) -> dict[str, Any]:
+    missing = [k for k in ARCH_KEYS if k not in config]
+    if missing:
+        raise ValueError(f"config lacks the DDGAN key(s) {missing}")
+    return {k: (list(config[k]) if isinstance(config[k], (list, tuple)) else config[k])
+            for k in ARCH_KEYS}
+
+
+def make_generator(config: Mapping[str, Any]) -> DDGANGenerator:
+    """The image generator: a UNet with ``z_dim = ddgan_nz``, channels ``ddgan_channels``,
+    ``ddgan_res_blocks`` blocks per level, attention at 7x7, and a tanh output."""
+    nz = int(config["ddgan_nz"])
+    if nz < 1:
+        raise ValueError(f"ddgan_nz={nz} must be >= 1 (DDGAN's generator takes a latent z)")
+    return DDGANGenerator(UNet(
+        channels=list(config["ddgan_channels"]),
+        num_res_blocks=int(config["ddgan_res_blocks"]),
+        attention_resolutions=(7,),
+        in_channels=IMAGE_SHAPE[0],
+        z_dim=nz,
+        dropout=0.0,
+        image_size=IMAGE_SHAPE[1],
+    ))
+
+
+def make_discriminator(config: Mapping[str, Any]) -> Discriminator:
+    """The image discriminator D(x_{t-1}, x_t, t) with channels ``ddgan_d_channels``."""
+    return Discriminator(channels=list(config["ddgan_d_channels"]), in_channels=IMAGE_SHAPE[0],
+                         image_size=IMAGE_SHAPE[1])
+
+
+def make_ddgan_diffusion(num_timesteps: int) -> GaussianDiffusion:
+    """DDGAN's forward process: the discrete VP schedule with ``num_timesteps`` steps."""
+    return GaussianDiffusion(make_beta_schedule("vp", num_timesteps))
+
+
+# --------------------------------------------------------------------------------------------
+# pairs, losses, R1
+# --------------------------------------------------------------------------------------------
+
+
+def _randn(shape: Sequence[int], gen: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
+    return torch.randn(tuple(shape), generator=gen, device=like.device, dtype=torch.float32)
+
+
+def q_sample_pairs(
+    diffusion: GaussianDiffusion,
+    x0: torch.Tensor,
+    t: torch.Tensor,
+    gen: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real pairs (x_{t-1}, x_t) of the forward process for 0-based timesteps ``t`` [B].
+
+    x_{t-1} ~ q(x_{t-1} | x_0) = N(sqrt(abar_{t-1}) x_0, (1 - abar_{t-1}) I) (x_0 itself where
+    t = 0), then x_t = sqrt(1 - beta_t) x_{t-1} + sqrt(beta_t) eps, so that jointly
+    x_t ~ q(x_t | x_0) and Cov(x_{t-1}, x_t | x_0) = sqrt(1 - beta_t) (1 - abar_{t-1}) I.
+    Noise comes from ``gen`` (a generator on x0's device) or the global RNG.
+    """
+    x0 = x0.float()
+    t_prev = (t - 1).clamp(min=0)
+    x_prev = diffusion.q_sample(x0, t_prev, noise=_randn(x0.shape, gen, x0))
+    is_data = (t == 0).to(x0.device).reshape((-1,) + (1,) * (x0.ndim - 1))
+    x_prev = torch.where(is_data, x0, x_prev)
+    x_t = diffusion.q_step(x_prev, t, noise=_randn(x0.shape, gen, x0))
+    return x_prev, x_t
+
+
+def generator_posterior_sample(
+    generator: nn.Module,
+    diffusion: GaussianDiffusion,
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    z: torch.Tensor,
+    noise: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw x'_{t-1} ~ p_theta(x_{t-1} | x_t) = q(x_{t-1} | x_t, x_0 = G(x_t, t, z)).
+
+    Returns ``(x_prev, x0_pred)`` in float32; differentiable in G's parameters. No clipping
+    (the image generator is already bounded by its tanh); no noise where t = 0.
+    """
+    x0_pred = generator(x_t, t, z).float()
+    x_prev = diffusion.p_sample_from_x0(x0_pred, x_t.float(), t, noise=noise, clip=False)
+    return x_prev, x0_pred
+
+
+def d_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    """Discriminator loss, mean of softplus(-D(real)) + softplus(D(fake)) (non-saturating)."""
+    return F.softplus(-d_real.float()).mean() + F.softplus(d_fake.float()).mean()
+
+
+def g_loss(d_fake: torch.Tensor) -> torch.Tensor:
+    """Non-saturating generator loss, mean of softplus(-D(fake))."""
+    return F.softplus(-d_fake.float()).mean()
+
+
+def r1_penalty(d_real: torch.Tensor, x_real: torch.Tensor) -> torch.Tensor:
+    """E_batch ||grad_{x_real} D||^2 from logits ``d_real`` computed on ``x_real``.
+
+    ``x_real`` must require grad and ``d_real`` come from it; the graph is kept
+    (``create_graph=True``) so the penalty trains D. The gradient is that of the batch sum, as
+    in StyleGAN2 (identical to per-image gradients when images do not interact).
+    """
+    (grad,) = torch.autograd.grad(d_real.float().sum(), x_real, create_graph=True)
+    return grad.float().pow(2).flatten(1).sum(1).mean()
+
+
+def r1_weight(gamma: float, lazy: int, d_update: int) -> float:
+    """Weight of :func:`r1_penalty` at the ``d_update``-th D update (0-based).
+
+    ``gamma / 2`` every update when ``lazy <= 1``; otherwise ``gamma / 2 * lazy`` on every
+    ``lazy``-th update and 0 elsewhere.
+    """
+    if gamma <= 0:
+        return 0.0
+    if lazy <= 1:
+        return gamma / 2.0
+    return gamma / 2.0 * lazy if d_update % lazy == 0 else 0.0
+
+
+def stall_fraction(
+    history: Sequence[Mapping[str, float]], gap_tol: float = 0.05, loss_tol: float = 0.03
+) -> float:
+    """Share of history entries at parity: |gap| < gap_tol and |loss_d - 2 ln 2| < loss_tol.
+
+    Parity late in a run can be the equilibrium a converged GAN approaches (the 2-D toy ends
+    near gap 0.05, loss 1.37); a stall is parity *early*, before the generator is any good, so
+    apply this to the first half of the history (``history[: len(history) // 2]``).
+    """
+    if not history:
+        return 0.0
+    stalled = [
+        abs(h["gap"]) < gap_tol and abs(h["loss_d"] - LN4) < loss_tol for h in history
+    ]
+    return sum(stalled) / len(stalled)
+
+
+# --------------------------------------------------------------------------------------------
+# the trainer (generic over networks and data shapes)
+# --------------------------------------------------------------------------------------------
+
+_STATS = ("loss_d", "loss_g", "d_real", "d_fake", "r1", "r1_count")
+
+
+class DDGANTrainer:
+    """One DDGAN optimisation state: G, D, EMA of G, two Adams, the noise RNG and counters.
+
+    ``G(x_t, t, z)`` returns a predicted x_0 shaped like x_t; ``D(x_prev, x_t, t)`` returns
+    logits [B]. Data batches are tensors [B, ...] of any shape. All noise (t, z, forward and
+    posterior noise) comes from one ``torch.Generator`` on ``device`` seeded with ``seed``, whose
+    state is part of :meth:`state_dict`, so a resumed run continues bit for bit.
+    """
+
+    def __init__(
+        self,
+        G: nn.Module,
+        D: nn.Module,
+        diffusion: GaussianDiffusion,
+        *,
+        nz: int,
+        lr_g: float,
+        lr_d: float,
+        total_steps: int,
+        r1_gamma: float,
+        lazy_r1: int = 1,
+        d_steps: int = 1,
+        ema_decay: float = 0.999,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+    ):
+        if d_steps < 1:
+            raise ValueError(f"d_steps={d_steps} must be >= 1")
+        self.device = torch.device(device)
+        self.G = G.to(self.device)
+        self.D = D.to(self.device)
+        self.diffusion = diffusion
+        self.T = diffusion.num_timesteps
+        self.nz = int(nz)
+        self.lr_g, self.lr_d = float(lr_g), float(lr_d)
+        self.total_steps = int(total_steps)
+        self.r1_gamma = float(r1_gamma)
+        self.lazy_r1 = int(lazy_r1)
+        self.d_steps = int(d_steps)
+        self.ema = EMA(self.G, ema_decay)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=self.lr_g, betas=ADAM_BETAS)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=self.lr_d, betas=ADAM_BETAS)
+        self.gen = torch.Generator(device=self.device)
+        self.gen.manual_seed(int(seed))
+        self.step = 0  # completed generator updates
+        self.d_updates = 0  # completed discriminator updates
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def lr_factor(self) -> float:
+        return warmup_cosine(self.step, self.total_steps, 0)
+
+    def _set_lr(self) -> None:
+        factor = self.lr_factor()
+        for group in self.opt_g.param_groups:
+            group["lr"] = self.lr_g * factor
+        for group in self.opt_d.param_groups:
+            group["lr"] = self.lr_d * factor
+
+    def _t(self, batch: int) -> torch.Tensor:
+        return torch.randint(0, self.T, (batch,), generator=self.gen, device=self.device)
+
+    def _z(self, batch: int) -> torch.Tensor:
+        return torch.randn(batch, self.nz, generator=self.gen, device=self.device)
+
+    # -- updates -------------------------------------------------------------------------------
+
+    def d_step(self, x0: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One discriminator update on data ``x0``; returns detached statistics."""
+        x0 = x0.to(self.device, torch.float32)
+        b = x0.shape[0]
+        t = self._t(b)
+        x_prev, x_t = q_sample_pairs(self.diffusion, x0, t, self.gen)
+        weight = r1_weight(self.r1_gamma, self.lazy_r1, self.d_updates)
+        if weight > 0:
+            x_prev.requires_grad_(True)
+        self.D.requires_grad_(True)
+        with autocast_context(self.device):
+            d_real = self.D(x_prev, x_t, t).float()
+        r1 = r1_penalty(d_real, x_prev) if weight > 0 else None
+        z = self._z(b)
+        noise = torch.randn(x0.shape, generator=self.gen, device=self.device)
+        with torch.no_grad(), autocast_context(self.device):
+            x_fake, _ = generator_posterior_sample(self.G, self.diffusion, x_t, t, z, noise)
+        with autocast_context(self.device):
+            d_fake = self.D(x_fake, x_t, t).float()
+        loss = d_loss(d_real, d_fake)
+        total = loss + weight * r1 if r1 is not None else loss
+        self.opt_d.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt_d.step()
+        self.d_updates += 1
+        zero = torch.zeros((), device=self.device)
+        return {
+            "loss_d": loss.detach(),
+            "d_real": d_real.detach().mean(),
+            "d_fake": d_fake.detach().mean(),
+            "r1": r1.detach() if r1 is not None else zero,
+            "r1_count": torch.ones((), device=self.device) if r1 is not None else zero,
+        }
+
+    def g_step(self, x0: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One generator update (then the EMA) on data ``x0``; returns detached statistics."""
+        x0 = x0.to(self.device, torch.float32)
+        b = x0.shape[0]
+        t = self._t(b)
+        x_t = self.diffusion.q_sample(
+            x0, t, noise=torch.randn(x0.shape, generator=self.gen, device=self.device)
+        )
+        z = self._z(b)
+        noise = torch.randn(x0.shape, generator=self.gen, device=self.device)
+        self.D.requires_grad_(False)
+        with autocast_context(self.device):
+            x_fake, _ = generator_posterior_sample(self.G, self.diffusion, x_t, t, z, noise)
+            d_fake = self.D(x_fake, x_t, t).float()
+        loss = g_loss(d_fake)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        self.D.requires_grad_(True)
+        self.ema.update(self.G)
+        return {"loss_g": loss.detach()}
+
+    def train_step(self, next_batch: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """``d_steps`` D updates (a fresh batch each) and one G update (on the last batch).
+
+        Returns the step's statistics stacked in the order of ``_STATS`` (D values averaged over
+        the D updates, r1 summed with its count) as a detached tensor on the device.
+        """
+        self._set_lr()
+        self.G.train()
+        self.D.train()
+        d_stats = [self.d_step(x0 := next_batch()) for _ in range(self.d_steps)]
+        g_stats = self.g_step(x0)
+        self.step += 1
+        n = float(self.d_steps)
+        return torch.stack([
+            sum(s["loss_d"] for s in d_stats) / n,
+            g_stats["loss_g"],
+            sum(s["d_real"] for s in d_stats) / n,
+            sum(s["d_fake"] for s in d_stats) / n,
+            sum(s["r1"] for s in d_stats),
+            sum(s["r1_count"] for s in d_stats),
+        ])
+
+    # -- state -----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "ema": self.ema.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "rng": self.gen.get_state(),
+            "step": self.step,
+            "d_updates": self.d_updates,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.ema.load_state_dict(state["ema"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.gen.set_state(state["rng"].cpu())
+        self.step = int(state["step"])
+        self.d_updates = int(state["d_updates"])
+
+
+class HistoryLogger:
+    """Accumulates per-step statistics on the device and turns them into history entries."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.reset(time.perf_counter())
+
+    def reset(self, now: float) -> None:
+        self.sums = torch.zeros(len(_STATS), device=self.device, dtype=torch.float64)
+        self.steps = 0
+        self.images = 0
+        self.since = now
+
+    def add(self, stats: torch.Tensor, images: int) -> None:
+        self.sums += stats.double()
+        self.steps += 1
+        self.images += images
+
+    def check(self, step: int) -> list[float]:
+        """Means of the interval so far; raises DivergenceError on NaN/inf/huge losses."""
+        values = (self.sums / max(1, self.steps)).tolist()
+        check_finite(step, {"loss_d": values[0], "loss_g": values[1], "d_real": values[2],
+                            "d_fake": values[3]})
+        return values
+
+    def entry(self, step: int, lr_factor: float, lr_g: float, lr_d: float) -> dict[str, float]:
+        now = time.perf_counter()
+        loss_d, loss_g, d_real, d_fake, _, _ = self.check(step)
+        r1_sum, r1_count = self.sums[4].item(), self.sums[5].item()
+        entry = {
+            "step": step,
+            "loss_d": loss_d,
+            "loss_g": loss_g,
+            "r1": r1_sum / r1_count if r1_count else float("nan"),
+            "d_real": d_real,
+            "d_fake": d_fake,
+            "gap": d_real - d_fake,
+            "lr_g": lr_g * lr_factor,
+            "lr_d": lr_d * lr_factor,
+            "images_per_s": self.images / max(now - self.since, 1e-9),
+        }
+        self.reset(now)
+        return entry
+
+
+# --------------------------------------------------------------------------------------------
+# image training
+# --------------------------------------------------------------------------------------------
+
+
+def _log_every(total: int) -> int:
+    return max(1, min(50, total // 50))
+
+
+def _check_data(data: torch.Tensor) -> torch.Tensor:
+    if not isinstance(data, torch.Tensor) or not data.dtype.is_floating_point:
+        raise ValueError("data must be a float tensor of images [N, 1, 28, 28] in [-1, 1]")
+    if tuple(data.shape[1:]) != IMAGE_SHAPE or data.shape[0] < 1:
+        raise ValueError(f"data must have shape [N, 1, 28, 28], got {tuple(data.shape)}")
+    return data
+
+
+def train_ddgan(
+    config: Mapping[str, Any],
+    workdir: str | Path,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    max_seconds: float | None = None,
+    data: torch.Tensor | None = None,
+    *,
+    stop_after: int | None = None,
+    log_every: int | None = None,
+) -> dict[str, Any]:
+    """Train a DDGAN on FashionMNIST (or ``data``) from the ``ddgan_*`` keys of ``config``.
+
+    Checkpoints go to ``workdir/checkpoint.pt`` every ``ddgan_checkpoint_every`` steps (and when
+    stopping early); an existing checkpoint is resumed (its network shapes, ``ARCH_KEYS``, must
+    match ``config``; learning rates, step counts etc. may change). ``max_seconds`` (wall time
+    of this call) and ``stop_after`` (steps of this call) stop early with a checkpoint and
+    ``finished = False``. When all ``ddgan_train_steps`` are done, ``workdir/generator_ema.pt``
+    holds the EMA generator in fp16 with the configuration needed by :func:`load_generator`.
+
+    Raises :class:`~ddgan_core.training.DivergenceError` on NaN/inf or |loss| > 1e4 (the last
+    checkpoint is kept) and :class:`~ddgan_core.training.CheckpointError` for a bad checkpoint.
+    Returns metrics: ``train_steps``, ``images_seen`` (real images shown to D, ``d_steps`` batches
+    per step), ``wall_time_s`` (all calls), ``images_per_s`` (this call), the final interval's
+    ``loss_d``, ``loss_g``, ``r1``, ``d_real``, ``d_fake``, ``gap``, ``stall_fraction`` (whole run)
+    and ``stall_fraction_early`` (first half; a warning when above 0.5), ``history`` and
+    ``finished``.
+    """
+    device = pick_device(device)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    arch = _arch(config)
+    seed = int(config.get("seed", 0))
+    total = int(config["ddgan_train_steps"])
+    batch_size = int(config["ddgan_batch_size"])
+    every_ckpt = max(1, int(config["ddgan_checkpoint_every"]))
+    log_every = int(log_every or config.get("ddgan_log_every", 0) or _log_every(total))
+
+    torch.manual_seed(seed)
+    G, D = make_generator(config), make_discriminator(config)
+    diffusion = make_ddgan_diffusion(int(config["ddgan_timesteps"]))
+    trainer = DDGANTrainer(
+        G, D, diffusion,
+        nz=int(config["ddgan_nz"]),
+        lr_g=float(config["ddgan_lr_g"]),
+        lr_d=float(config["ddgan_lr_d"]),
+        total_steps=total,
+        r1_gamma=float(config["ddgan_r1_gamma"]),
+        lazy_r1=int(config["ddgan_lazy_r1"]),
+        d_steps=int(config["ddgan_d_steps"]),
+        ema_decay=float(config["ddgan_ema_decay"]),
+        device=device,
+        seed=seed,
+    )
+    if data is None:
+        from .data import load_fashion_mnist
+
+        data = load_fashion_mnist("train")[0]
+    data = _check_data(data).to(device)
+    data_gen = torch.Generator().manual_seed(seed + 1)
+
+    ckpt_path = workdir / "checkpoint.pt"
+    history: list[dict[str, float]] = []
+    wall_before = 0.0
+    images_seen = 0
+    if ckpt_path.exists():
+        state = load_checkpoint(ckpt_path, map_location=device)
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(
+                f"{ckpt_path} is not a DDGAN training checkpoint; delete it to start afresh"
+            )
+        if state["arch"] != arch:
+            raise CheckpointError(
+                f"{ckpt_path} was written for networks {state['arch']} but the config asks for "
+                f"{arch}; delete it or use a fresh workdir"
+            )
+        try:
+            trainer.load_state_dict(state["trainer"])
+        except (KeyError, RuntimeError, ValueError) as err:
+            raise CheckpointError(f"{ckpt_path} does not fit the networks ({err})") from err
+        data_gen.set_state(state["data_rng"].cpu())
+        history = list(state["history"])
+        wall_before = float(state["wall_time_s"])
+        images_seen = int(state["images_seen"])
+
+    def save(wall: float) -> None:
+        save_checkpoint(ckpt_path, {
+            "format": CHECKPOINT_FORMAT,
+            "arch": arch,
+            "trainer": trainer.state_dict(),
+            "data_rng": data_gen.get_state(),
+            "history": history,
+            "wall_time_s": wall,
+            "images_seen": images_seen,
+        })
+
+    n_data = data.shape[0]
+
+    def next_batch() -> torch.Tensor:
+        idx = torch.randint(0, n_data, (batch_size,), generator=data_gen)
+        return data[idx.to(device)]
+
+    check_each_step = device.type == "cpu"
+    logger = HistoryLogger(device)
+    start = time.perf_counter()
+    start_step = trainer.step
+    images_this_call = 0
+    finished = trainer.step >= total
+    bar = None
+    if progress and not finished:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=trainer.step, desc="DDGAN", unit="step",
+                   dynamic_ncols=True)
+    try:
+        while trainer.step < total:
+            lr_factor = trainer.lr_factor()
+            stats = trainer.train_step(next_batch)
+            n_img = batch_size * trainer.d_steps
+            images_seen += n_img
+            images_this_call += n_img
+            logger.add(stats, n_img)
+            step = trainer.step
+            if check_each_step:
+                values = stats.tolist()
+                check_finite(step, {"loss_d": values[0], "loss_g": values[1]})
+            if step % log_every == 0 or step == total:
+                entry = logger.entry(step, lr_factor, trainer.lr_g, trainer.lr_d)
+                history.append(entry)
+                if bar is not None:
+                    bar.set_postfix(loss_d=f"{entry['loss_d']:.3f}",
+                                    loss_g=f"{entry['loss_g']:.3f}", gap=f"{entry['gap']:.3f}")
+            if bar is not None:
+                bar.update(1)
+            elapsed = time.perf_counter() - start
+            out_of_time = max_seconds is not None and elapsed >= max_seconds
+            stop = stop_after is not None and step - start_step >= stop_after
+            if step % every_ckpt == 0 or step == total or out_of_time or stop:
+                if logger.steps:
+                    logger.check(step)
+                save(wall_before + elapsed)
+            if out_of_time or stop:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    elapsed = time.perf_counter() - start
+    finished = trainer.step >= total
+
+    if finished:
+        G_ema = trainer.ema.model
+        save_checkpoint(workdir / "generator_ema.pt", {
+            "format": GENERATOR_FORMAT,
+            "state_dict": half_state_dict(G_ema),
+            "config": arch,
+            "train_steps": trainer.step,
+        })
+
+    early = history[: max(1, len(history) // 2)]
+    metrics: dict[str, Any] = {
+        "train_steps": trainer.step,
+        "finished": finished,
+        "images_seen": images_seen,
+        "wall_time_s": wall_before + elapsed,
+        "images_per_s": images_this_call / elapsed if images_this_call else 0.0,
+        "device": str(device),
+        "generator_parameters": count_parameters(trainer.G),
+        "discriminator_parameters": count_parameters(trainer.D),
+        "stall_fraction": stall_fraction(history),
+        "stall_fraction_early": stall_fraction(early),
+        "history": history,
+    }
+    last = history[-1] if history else {}
+    for key in ("loss_d", "loss_g", "r1", "d_real", "d_fake", "gap"):
+        metrics[key] = last.get(key, float("nan"))
+    if finished and len(early) >= 5 and metrics["stall_fraction_early"] > 0.5:
+        warnings.warn(
+            f"DDGAN training looks stalled: in {metrics['stall_fraction_early']:.0%} of the "
+            "first half's logging intervals D(real) = D(fake) and the D loss sits at 2 ln 2. "
+            "Raise ddgan_d_steps or lower ddgan_lr_g (DESIGN.md section 6).",
+            RuntimeWarning, stacklevel=2,
+        )
+    return metrics
+
+
+def load_generator(path: str | Path, device: str | torch.device | None = None) -> DDGANGenerator:
+    """Rebuild the EMA generator saved by :func:`train_ddgan` (fp16 on disk, fp32 in memory).
+
+    Raises ``FileNotFoundError`` for a missing file and
+    :class:`~ddgan_core.training.CheckpointError` for a corrupt or mismatched one.
+    """
+    device = pick_device(device)
+    state = load_checkpoint(path, map_location="cpu")
+    if not isinstance(state, dict) or state.get("format") != GENERATOR_FORMAT:
+        raise CheckpointError(
+            f"{path} is not a DDGAN generator file (expected format {GENERATOR_FORMAT!r}); "
+            "train_ddgan writes one as generator_ema.pt"
+        )
+    try:
+        config = state["config"]
+        G = make_generator(config)
+        weights = {k: v.float() if v.is_floating_point() else v
+                   for k, v in state["state_dict"].items()}
+        G.load_state_dict(weights)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(
+            f"{path} does not describe a loadable DDGAN generator ({type(err).__name__}: {err})"
+        ) from err
+    return G.to(device).eval().requires_grad_(False)
+
+
+# --------------------------------------------------------------------------------------------
+# sampling
+# --------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def ddgan_sample(
+    generator: nn.Module,
+    diffusion: GaussianDiffusion,
+    n: int,
+    nz: int,
+    seed: int = 0,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    *,
+    shape: Sequence[int] = IMAGE_SHAPE,
+    return_chain: bool = False,
+    clamp: bool = True,
+):
+    """Draw ``n`` samples with the DDGAN reverse chain; returns ``(samples, nfe)``.
+
+    Per batch: x ~ N(0, I) plays x_{T-1} (abar_{T-1} = 4.3e-5 for the VP schedule); for
+    t = T-1 .. 0 a fresh z ~ N(0, I), ``x0 = G(x, t, z)`` and x <- a draw from
+    q(x_{t-1} | x, x0), without noise at t = 0, where the posterior is the point mass on x0 (so
+    the result is G's last x_0 prediction). ``nfe = T`` generator calls per sample. Samples are
+    float32 on the CPU, clamped to [-1, 1] when ``clamp``; deterministic for a ``seed`` on a
+    given device (batches are drawn in order from one generator seeded with ``seed``).
+    ``return_chain=True`` returns ``(samples, nfe, chain)`` with chain [T + 1, n, ...]: the
+    starting noise then the state after each step.
+    """
+    if n < 1 or batch_size < 1:
+        raise ValueError(f"n={n} and batch_size={batch_size} must be >= 1")
+    device = pick_device(device)
+    shape = tuple(int(s) for s in shape)
+    T = diffusion.num_timesteps
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(seed))
+    was_training = generator.training
+    generator.eval()
+    outputs, chains = [], []
+    try:
+        for start in range(0, n, batch_size):
+            b = min(batch_size, n - start)
+            x = torch.randn((b, *shape), generator=gen, device=device)
+            chain = [x.cpu()] if return_chain else None
+            for i in reversed(range(T)):
+                t = torch.full((b,), i, device=device, dtype=torch.long)
+                z = torch.randn(b, nz, generator=gen, device=device)
+                noise = torch.randn((b, *shape), generator=gen, device=device)
+                with autocast_context(device):
+                    x, _ = generator_posterior_sample(generator, diffusion, x, t, z, noise)
+                if chain is not None:
+                    chain.append(x.cpu())
+            outputs.append((x.clamp(-1.0, 1.0) if clamp else x).cpu())
+            if chain is not None:
+                chains.append(torch.stack(chain))
+    finally:
+        generator.train(was_training)
+    samples = torch.cat(outputs)
+    if return_chain:
+        return samples, T, torch.cat(chains, dim=1)
+    return samples, T

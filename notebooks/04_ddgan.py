@@ -1,0 +1,356 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Denoising Diffusion GAN
+#
+# The previous chapters showed why a diffusion model needs many steps: its reverse kernel is a
+# Gaussian, and the true reverse kernel $q(x_{t-1} \mid x_t)$ is close to Gaussian only when
+# the step is small. Denoising Diffusion GAN {cite:p}`xiao2022ddgan` keeps the forward process
+# and replaces the Gaussian kernel by an implicit, multimodal one: a conditional generator
+# trained adversarially at every step. With four steps it samples two orders of magnitude faster
+# than DDPM.
+
+# %% tags=["parameters"]
+profile = "cpu"
+seed = None
+ddgan_timesteps = None
+ddgan_train_steps = None
+
+# %% tags=["remove-cell"]
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from IPython.display import Markdown, display
+from myst_nb import glue
+
+from ddgan_core import ddgan, ddpm, toy
+from ddgan_core.experiments import ddgan_model, ddpm_fig1, sampling_speed
+from ddgan_core.profiles import get_profile
+
+cfg = get_profile(profile, seed=seed, ddgan_timesteps=ddgan_timesteps,
+                  ddgan_train_steps=ddgan_train_steps)
+plt.rcParams.update({"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False})
+
+# %% [markdown]
+# ## The method
+#
+# The forward process is the one of the first chapter, with few large steps: DDGAN's discrete
+# variance-preserving schedule with $T = 4$. The reverse kernel is parameterised through a
+# prediction of the clean image {eq}`eq-ddgan-kernel`: a generator $G_\theta(x_t, z, t)$ maps
+# the noisy image and a latent $z \sim \mathcal{N}(0, I)$ to a guess of $x_0$, and $x_{t-1}$ is
+# then drawn from the forward process's own posterior given that guess,
+#
+# ```{math}
+# :label: eq-ddgan-kernel
+# p_\theta(x_{t-1} \mid x_t) = \int p(z)\, q\big(x_{t-1} \mid x_t, x_0 = G_\theta(x_t, z, t)\big)\, dz .
+# ```
+#
+# This parameterisation is exact in the limit: the true reverse kernel is itself
+# $q(x_{t-1} \mid x_t) = \int q(x_0 \mid x_t)\, q(x_{t-1} \mid x_t, x_0)\, dx_0$, so if the
+# generator's implicit distribution $p_\theta(x_0 \mid x_t)$ matches $q(x_0 \mid x_t)$ the two
+# kernels coincide, however large the step. Because $x_0$ comes from a latent variable,
+# $p_\theta(x_0 \mid x_t)$, and with it the kernel, can have many modes.
+#
+# The KL divergence of the ELBO cannot be evaluated for an implicit kernel, so each step is
+# fitted with an adversarial divergence instead {cite:p}`goodfellow2014gan`. A time-conditioned
+# discriminator $D_\varphi(x_{t-1}, x_t, t)$ sees a pair and says whether $x_{t-1}$ is a
+# plausible denoised version of $x_t$. With $\sigma$ the logistic function and
+# $\mathrm{softplus}(u) = \log(1 + e^u)$, the discriminator minimises
+#
+# ```{math}
+# :label: eq-ddgan-d
+# \sum_{t} \mathbb{E}_{q(x_t)}\Big[\mathbb{E}_{q(x_{t-1} \mid x_t)} \mathrm{softplus}(-D_\varphi)
+#   + \mathbb{E}_{p_\theta(x_{t-1} \mid x_t)} \mathrm{softplus}(D_\varphi)\Big]
+#   + \frac{\gamma}{2}\, \mathbb{E}_{q}\big\|\nabla_{x_{t-1}} D_\varphi(x_{t-1}, x_t, t)\big\|^2 ,
+# ```
+#
+# the seed's eq. (8) written with $D = \sigma(D_\varphi)$, plus the R1 gradient penalty on real
+# pairs {cite:p}`mescheder2018r1`. The generator minimises the non-saturating loss
+#
+# ```{math}
+# :label: eq-ddgan-g
+# \sum_{t} \mathbb{E}_{q(x_t)}\, \mathbb{E}_{p_\theta(x_{t-1} \mid x_t)}\, \mathrm{softplus}\big(-D_\varphi(x_{t-1}, x_t, t)\big).
+# ```
+#
+# ```{note}
+# The seed's eq. (9) takes the generator's expectation under $q(x_{t-1} \mid x_t)$, the real
+# pairs. That objective does not depend on $\theta$ at all; the generator must be scored on its
+# own samples, $x_{t-1} \sim p_\theta(x_{t-1} \mid x_t)$, as in {eq}`eq-ddgan-g`.
+# ```
+#
+# Real pairs come from the forward process: $x_{t-1} \sim q(x_{t-1} \mid x_0)$, then
+# $x_t \sim q(x_t \mid x_{t-1})$. Fake pairs share the same $x_t$: $x_{t-1}$ is drawn through
+# {eq}`eq-ddgan-kernel` with a fresh $z$. Sampling runs the chain backwards from
+# $x_T \sim \mathcal{N}(0, I)$ with $T$ generator calls, a new $z$ at every step and no noise at
+# the last one (`ddgan_core.ddgan.ddgan_sample`).
+#
+# ## A picture of the multimodal kernel
+#
+# On a mixture of eight Gaussians the exact reverse kernel is available in closed form. With
+# $T = 2$ each step is huge, and $q(x_{t-1} \mid x_t)$ for a point $x_t$ near the centre is
+# spread over several of the eight modes: no Gaussian can fit it. The same DDGAN code, with
+# small MLPs, learns it in seconds.
+
+# %% tags=["remove-cell"]
+toy_steps = {"smoke": 150}.get(profile, 1200)
+toy_run = toy.train_toy_ddgan(T=2, steps=toy_steps, seed=cfg["seed"])
+glue("toy_modes", f"{toy_run['modes']} of {toy_run['n_modes']}", display=False)
+glue("toy_hq", f"{toy_run['hq_fraction']:.0%}", display=False)
+glue("toy_seconds", f"{toy_run['train_seconds']:.0f}", display=False)
+glue("toy_steps", f"{toy_steps:,}", display=False)
+
+# %% tags=["remove-input"]
+gen = torch.Generator().manual_seed(cfg["seed"])
+diffusion2 = toy_run["diffusion"]
+x_t = torch.tensor([0.3, -0.2])
+true = toy.true_reverse_samples("8gaussians", diffusion2, x_t, 1, 2000, gen)
+model = toy.model_reverse_samples(toy_run["G"], diffusion2, x_t, 1, 2000, toy_run["nz"], gen)
+gauss = true.mean(0) + torch.randn(2000, 2, generator=gen) * true.std(0)
+data = toy.sample_mixture("8gaussians", 2000, gen)
+fig, axes = plt.subplots(1, 4, figsize=(12, 3.2), sharex=True, sharey=True)
+panels = [
+    (data, "data $x_0$"),
+    (true, "true $q(x_{t-1} | x_t)$"),
+    (gauss, "best Gaussian (moments)"),
+    (model, r"DDGAN $p_\theta(x_{t-1} | x_t)$"),
+]
+for ax, (points, title) in zip(axes, panels):
+    ax.scatter(points[:, 0], points[:, 1], s=1.5, alpha=0.4)
+    ax.scatter([x_t[0]], [x_t[1]], marker="x", color="red", s=40)
+    ax.set_title(title, fontsize=9)
+    ax.set_aspect("equal")
+axes[0].set_xlim(-3, 3)
+axes[0].set_ylim(-3, 3)
+fig.tight_layout()
+glue("fig_toy_kernel", fig, display=False)
+plt.close(fig)
+
+# %% [markdown]
+# ```{glue:figure} fig_toy_kernel
+# :name: fig-toy-kernel
+#
+# The reverse kernel of the last step of a $T = 2$ chain at one point $x_t$ (red cross), on the
+# 8-Gaussian mixture. A Gaussian kernel with the right mean and covariance puts its mass between
+# the modes; DDGAN's implicit kernel follows the modes.
+# ```
+#
+# Trained for {glue:text}`toy_steps` steps ({glue:text}`toy_seconds` s on the CPU), the
+# two-step DDGAN covers {glue:text}`toy_modes` modes with {glue:text}`toy_hq` of its samples
+# within three standard deviations of a mode centre.
+#
+# ## Training on FashionMNIST
+
+# %% tags=["remove-cell"]
+result = ddgan_model(cfg)
+train = result.metrics["train"]
+final = result.metrics["final"]
+progress = result.metrics["progress"]
+glue("g_params", f"{train['generator_parameters'] / 1e6:.2f} M", display=False)
+glue("d_params", f"{train['discriminator_parameters'] / 1e6:.2f} M", display=False)
+glue("gan_T", cfg["ddgan_timesteps"], display=False)
+glue("gan_steps", f"{train['train_steps']:,}", display=False)
+glue("gan_images", f"{train['images_seen']:,}", display=False)
+glue("gan_minutes", f"{train['wall_time_s'] / 60:.1f}", display=False)
+glue("gan_device", result.manifest["device"], display=False)
+glue("gan_provenance", result.provenance(), display=False)
+glue("gan_stall", f"{train['stall_fraction']:.0%}", display=False)
+glue("gan_r1", f"{cfg['ddgan_r1_gamma']}", display=False)
+glue("gan_nz", cfg["ddgan_nz"], display=False)
+glue("gan_dsteps", cfg["ddgan_d_steps"], display=False)
+
+# %% [markdown]
+# The generator is the DDPM chapter's UNet with a latent input: $z$ ({glue:text}`gan_nz`
+# dimensions) passes through a mapping network and sets the scale and shift of every group
+# normalisation (adaptive group norm, as in StyleGAN {cite:p}`karras2019stylegan`); it has
+# {glue:text}`g_params` parameters. The discriminator ({glue:text}`d_params`) concatenates
+# $x_{t-1}$ and $x_t$ on channels, adds the time embedding inside its residual blocks and ends
+# with a minibatch standard-deviation feature {cite:p}`karras2018progressive`. Training: Adam
+# with $\beta = (0.5, 0.9)$, cosine learning-rate decay, R1 weight $\gamma =$
+# {glue:text}`gan_r1`, {glue:text}`gan_dsteps` discriminator update(s) per generator update, an
+# EMA of the generator. $T =$ {glue:text}`gan_T`, {glue:text}`gan_steps` steps
+# ({glue:text}`gan_images` real images shown to D) in {glue:text}`gan_minutes` minutes on
+# {glue:text}`gan_device`. (Result cache: {glue:text}`gan_provenance`.)
+
+# %% tags=["remove-input"]
+history = train["history"]
+steps = [h["step"] for h in history]
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+axes[0].plot(steps, [h["loss_d"] for h in history], label="D")
+axes[0].plot(steps, [h["loss_g"] for h in history], label="G")
+axes[0].axhline(2 * np.log(2), color="grey", ls=":", lw=1, label="2 ln 2 (parity)")
+axes[0].set_xlabel("step")
+axes[0].set_ylabel("loss")
+axes[0].legend(frameon=False, fontsize=8)
+axes[1].plot(steps, [h["gap"] for h in history])
+axes[1].axhline(0, color="grey", lw=0.8)
+axes[1].set_xlabel("step")
+axes[1].set_ylabel("mean D(real) - D(fake) (logits)")
+axes[2].plot(steps, [h["r1"] for h in history])
+axes[2].set_yscale("log")
+axes[2].set_xlabel("step")
+axes[2].set_ylabel(r"R1: $E\|\nabla D\|^2$")
+fig.tight_layout()
+glue("fig_gan_training", fig, display=False)
+plt.close(fig)
+
+# %% [markdown]
+# ```{glue:figure} fig_gan_training
+# :name: fig-gan-training
+#
+# Training curves: the two losses, the gap between the discriminator's logits on real and fake
+# pairs, and the R1 term. A gap stuck at zero with the D loss at $2\ln 2$ is the stall that a
+# weak discriminator produces; here that happened in {glue:text}`gan_stall` of the logging
+# intervals.
+# ```
+
+# %% tags=["remove-input"]
+# one point per distinct training state (a chunk that found training finished repeats the last)
+progress = list({p["images_seen"]: p for p in progress}.values())
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.3))
+seen = [p["images_seen"] for p in progress]
+axes[0].plot(seen, [p["fid"] for p in progress], "o-", label="FID")
+axes[0].plot(seen, [p["fid_floor"] for p in progress], "--", color="grey", label="floor")
+axes[0].set_yscale("log")
+axes[0].set_xlabel("real images shown to D")
+axes[0].set_ylabel("FID")
+axes[0].legend(frameon=False, fontsize=8)
+axes[1].plot(seen, [p["recall"] for p in progress], "o-", label="recall")
+axes[1].plot(seen, [p["precision"] for p in progress], "s-", label="precision")
+axes[1].plot(seen, [p["kid"] * 100 for p in progress], "^-", label="KID x 100")
+axes[1].set_xlabel("real images shown to D")
+axes[1].legend(frameon=False, fontsize=8)
+for ax in axes:
+    ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
+fig.tight_layout()
+glue("fig_gan_progress", fig, display=False)
+plt.close(fig)
+glue("progress_n", f"{max(cfg['fid_samples'] // 4, 200):,}", display=False)
+
+# %% [markdown]
+# ```{glue:figure} fig_gan_progress
+# :name: fig-gan-progress
+#
+# Quality of the EMA generator during training ({glue:text}`progress_n` samples per point):
+# FID with its real-data floor, precision, recall and KID.
+# ```
+#
+# ## The reverse chain, step by step
+
+# %% tags=["remove-input"]
+device = "cuda" if torch.cuda.is_available() else "cpu"
+generator = ddgan.load_generator(result.file("generator_ema.pt"), device)
+diffusion = ddgan.make_ddgan_diffusion(cfg["ddgan_timesteps"])
+_, _, chain = ddgan.ddgan_sample(generator, diffusion, 8, cfg["ddgan_nz"], seed=cfg["seed"],
+                                 device=device, return_chain=True)
+T = cfg["ddgan_timesteps"]
+fig, axes = plt.subplots(8, T + 1, figsize=(1.1 * (T + 1), 8.8))
+for row in range(8):
+    for col in range(T + 1):
+        axes[row, col].imshow(chain[col, row, 0].clamp(-1, 1), cmap="gray", vmin=-1, vmax=1)
+        axes[row, col].set_axis_off()
+        if row == 0:
+            axes[row, col].set_title(f"$x_{{{T - col}}}$" if col < T else "$x_0$", fontsize=9)
+fig.tight_layout()
+glue("fig_gan_chain", fig, display=False)
+plt.close(fig)
+
+# %% [markdown]
+# ```{glue:figure} fig_gan_chain
+# :name: fig-gan-chain
+#
+# Eight reverse chains of the trained model: pure noise, then the state after each of the
+# $T$ steps. Each step predicts $x_0$ and re-noises it to the next, smaller noise level.
+# ```
+#
+# ## Against DDPM: quality, diversity and speed
+
+# %% tags=["remove-cell"]
+grid = ddpm_fig1(cfg)
+rows = {(r.config["sampler"], r.config["steps"]): r.metrics for r in grid}
+ddpm_full = rows.get(("ancestral", max(cfg["ddpm_step_grid"])))
+ddim_rows = sorted((k, m) for (s, k), m in rows.items() if s == "ddim")
+match = next(((k, m) for k, m in ddim_rows if m["fid"] <= final["fid"]), None)
+speed_result = sampling_speed(cfg)
+speed = speed_result.metrics
+K_max = max(cfg["ddpm_step_grid"])
+ratio = speed["speedup_vs_ddpm_last"]
+glue("speed_device", speed["ddgan"]["device_name"], display=False)
+glue("nfe_ratio", f"{K_max / cfg['ddgan_timesteps']:.0f}", display=False)
+ddpm_params = sum(p.numel() for p in ddpm.make_model(cfg).parameters())
+glue("ddpm_params_here", f"{ddpm_params / 1e6:.2f} M", display=False)
+glue("speed_batch", speed["ddgan"]["batch_size"], display=False)
+glue("speed_threads", speed["ddgan"]["num_threads"], display=False)
+glue("gan_fid", f"{final['fid']:.2f}", display=False)
+glue("gan_recall", f"{final['recall']:.3f}", display=False)
+glue("gan_spi", f"{speed['ddgan']['seconds_per_image'] * 1e3:.2f}", display=False)
+glue("ddpm_spi", f"{speed[f'ddpm_{K_max}']['seconds_per_image'] * 1e3:.1f}", display=False)
+glue("gan_floor", f"{final['fid_floor']:.2f}", display=False)
+glue("gan_n", f"{final['n_samples']:,}", display=False)
+glue("ddpm_full_fid", f"{ddpm_full['fid']:.2f}", display=False)
+glue("ddpm_full_k", max(cfg["ddpm_step_grid"]), display=False)
+if match:
+    glue("ddim_match", f"DDIM first matches DDGAN's FID at K = {match[0]} "
+         f"(FID {match[1]['fid']:.2f})", display=False)
+else:
+    best_ddim = min(ddim_rows, key=lambda km: km[1]["fid"])
+    glue("ddim_match", f"DDIM does not reach DDGAN's FID at any K of the grid (its best is "
+         f"{best_ddim[1]['fid']:.2f}, at K = {best_ddim[0]})", display=False)
+glue("speed_ratio", f"{ratio:,.0f}", display=False)
+ddpm100 = rows.get(("ancestral", 100))
+glue("ddpm100_fid", f"{ddpm100['fid']:.2f}" if ddpm100 else "n/a", display=False)
+
+# %% tags=["remove-input"]
+table = [("DDGAN", f"T = {T}", final, speed["ddgan"]),
+         ("DDPM, ancestral", f"K = {K_max}", ddpm_full, speed[f"ddpm_{K_max}"]),
+         ("DDPM, ancestral", "K = 100", rows.get(("ancestral", 100)), speed.get("ddpm_100"))]
+if match:
+    table.append(("DDIM", f"K = {match[0]}", match[1], None))
+lines = ["| model | steps | FID | recall | precision | NFE | ms / image | FID samples |",
+         "|---|---|---:|---:|---:|---:|---:|---:|"]
+for name, steps_text, m, timing in table:
+    if m is None:
+        continue
+    ms = f"{timing['seconds_per_image'] * 1e3:.2f}" if timing else "see Fig. 1"
+    lines.append(
+        f"| {name} | {steps_text} | {m['fid']:.2f} | {m['recall']:.3f} | {m['precision']:.3f} "
+        f"| {m['nfe']} | {ms} | {m['n_samples']:,} |"
+    )
+display(Markdown("\n".join(lines)))
+
+# %% [markdown]
+# DDGAN with $T =$ {glue:text}`gan_T` reaches FID {glue:text}`gan_fid` (recall
+# {glue:text}`gan_recall`, {glue:text}`gan_n` samples; floor {glue:text}`gan_floor`), against
+# {glue:text}`ddpm_full_fid` for DDPM with all {glue:text}`ddpm_full_k` ancestral steps and
+# {glue:text}`ddpm100_fid` with 100; {glue:text}`ddim_match`.
+#
+# Speed was measured for both trained networks with the same harness on one device
+# ({glue:text}`speed_device`, {glue:text}`speed_threads` threads, batches of
+# {glue:text}`speed_batch`, warm-up then the median of repeats): DDGAN takes
+# {glue:text}`gan_spi` ms per image and DDPM with {glue:text}`ddpm_full_k` steps
+# {glue:text}`ddpm_spi` ms, a ratio of {glue:text}`speed_ratio`. The ratio of network
+# evaluations alone is {glue:text}`nfe_ratio`; the rest comes from the cost of one evaluation,
+# which differs between the two networks here ({glue:text}`g_params` for the generator,
+# {glue:text}`ddpm_params_here` for DDPM's $\varepsilon_\theta$).
+#
+# ```{note}
+# The quality comparison is not between equals. In this profile the DDGAN generator
+# ({glue:text}`g_params`) was trained for {glue:text}`gan_steps` generator steps in
+# {glue:text}`gan_minutes` minutes on {glue:text}`gan_device`, and its training sat at the
+# discriminator-generator parity described above in {glue:text}`gan_stall` of the logging
+# intervals; the DDPM it is compared with was trained on the device named in the previous
+# chapter. The speed ratio does not depend on training; the FID gap does, and a longer run
+# (`--set ddgan_train_steps=...`) or the `full` profile is where DDGAN's quality should be judged.
+# ```
