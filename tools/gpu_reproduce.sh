@@ -13,7 +13,11 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-.}
 site=$PWD/.gpu_site
-python -m pip install -q --no-index --no-deps --target "$site" wheels/*.whl 2>&1 | tail -n 3
+for wheel in wheels/*.whl; do  # one by one: a wheel for another Python must not stop the rest
+  python -m pip install -q --no-index --no-deps --target "$site" "$wheel" 2>/dev/null \
+    || echo "skipped $wheel (not for this Python)"
+done
+python -c "import cleanfid, tqdm, safetensors" || { echo "missing a dependency in wheels/"; exit 1; }
 export PYTHONPATH=$PWD:$site
 export DDGAN_CACHE_DIR=$PWD/.gpu_results
 export PYTHONUNBUFFERED=1
