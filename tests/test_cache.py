@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +95,13 @@ def test_stored_config_must_match(tmp_path):
 def test_bad_experiment_name(tmp_path):
     with pytest.raises(ValueError, match="plain folder name"):
         ResultCache(tmp_path).path("../escape", {})
+
+
+def test_committed_reference_results_verify():
+    """Every committed entry under results/ is complete and passes its checksums."""
+    cache = ResultCache(Path(__file__).resolve().parent.parent / "results")
+    entries = cache.entries()
+    assert entries, "no committed reference results found"
+    for entry in entries:
+        config = json.loads((entry / "config.json").read_text())
+        assert cache.load(entry.parent.name, config) is not None, f"{entry} fails verification"
