@@ -33,23 +33,18 @@ from ddgan_core.ddgan import (
 from ddgan_core.diffusion import GaussianDiffusion, make_beta_schedule
 from ddgan_core.nets.unet import UNet, count_parameters
 from ddgan_core.profiles import get_profile
-from ddgan_core.training import autocast_context, pick_device
+from ddgan_core.training import autocast_context, pick_device, synchronize
 
 SPEEDUP_TARGET = 200.0
 OVERHEAD_TARGET = 0.15
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _timed(fn, device: torch.device, repeats: int = 1) -> float:
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(repeats):
         fn()
-    _sync(device)
+    synchronize(device)
     return (time.perf_counter() - start) / repeats
 
 

@@ -19,12 +19,7 @@ import torch
 
 from ddgan_core import ddpm
 from ddgan_core.profiles import get_profile
-from ddgan_core.training import autocast_context, pick_device
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from ddgan_core.training import autocast_context, pick_device, synchronize
 
 
 def bare_train_rate(cfg: dict, device: torch.device, steps: int) -> float:
@@ -45,11 +40,11 @@ def bare_train_rate(cfg: dict, device: torch.device, steps: int) -> float:
 
     for _ in range(3):
         step()
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    _sync(device)
+    synchronize(device)
     return steps * b / (time.perf_counter() - start)
 
 
@@ -71,21 +66,21 @@ def bare_forward_rate(model, cfg: dict, device: torch.device, batch: int, calls:
     for _ in range(2):
         with autocast_context(device):
             model(x, t)
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(calls):
         with autocast_context(device):
             model(x, t)
-    _sync(device)
+    synchronize(device)
     return calls * batch / (time.perf_counter() - start)
 
 
 def sampling_rate(model, diffusion, device: torch.device, batch: int, k: int) -> float:
     ddpm.ddpm_sample(model, diffusion, batch, 2, "ancestral", batch_size=batch, device=device)
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     ddpm.ddpm_sample(model, diffusion, batch, k, "ancestral", batch_size=batch, device=device)
-    _sync(device)
+    synchronize(device)
     return k * batch / (time.perf_counter() - start)  # image-evaluations per second
 
 

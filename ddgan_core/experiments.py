@@ -19,6 +19,7 @@ import torch
 from .cache import Result, ResultCache
 from .plotting import save_grid
 from .profiles import get_profile
+from .training import pick_device, synchronize
 
 
 def dataset_statistics(profile: dict[str, Any], cache: ResultCache | None = None) -> Result:
@@ -120,10 +121,10 @@ def _evaluate_sampler(sample, n: int, device: torch.device, workdir: Path | None
     """Sample ``n`` images with ``sample(n) -> (images, nfe)``, time it, and run every metric."""
     from .metrics.evaluate import evaluate_samples
 
-    _synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     images, nfe = sample(n)
-    _synchronize(device)
+    synchronize(device)
     seconds = time.perf_counter() - start
     if workdir is not None:
         save_grid(images[:64], workdir / "samples.png", nrow=8)
@@ -154,7 +155,7 @@ def ddgan_model(profile: dict[str, Any], cache: ResultCache | None = None) -> Re
 
         total = int(config["ddgan_train_steps"])
         diffusion = ddgan.make_ddgan_diffusion(config["ddgan_timesteps"])
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = pick_device()
         n_progress = max(profile["fid_samples"] // 4, 200)
         def sampler(generator, seed):
             return lambda n: ddgan.ddgan_sample(
@@ -202,7 +203,7 @@ def sampling_speed(profile: dict[str, Any], cache: ResultCache | None = None) ->
 
     cache = cache or ResultCache()
     ddpm_result, gan_result = ddpm_model(profile, cache), ddgan_model(profile, cache)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device()
     batch = 64 if device.type == "cuda" else 16
     config = {"profile": profile["profile"], "ddpm_key": ddpm_result.key,
               "ddgan_key": gan_result.key, "batch": batch, "device": device.type,
@@ -248,11 +249,6 @@ def _ema_generator(ddgan, config, workdir: Path, device: torch.device, finished:
     generator = ddgan.make_generator(config).to(device)
     generator.load_state_dict(state["trainer"]["ema"])
     return generator.eval()
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 EXPERIMENTS: dict[str, Callable[[dict[str, Any], ResultCache | None], Any]] = {

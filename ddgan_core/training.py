@@ -23,6 +23,12 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return device
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for queued CUDA work on ``device`` (a no-op on CPU); bracket every timing with it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def autocast_context(device: torch.device):
     """bf16 autocast on CUDA; a no-op on CPU (bf16 is slower than fp32 on CPUs without AMX)."""
     if device.type == "cuda":

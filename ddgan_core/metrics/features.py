@@ -104,10 +104,6 @@ class FashionCNN(nn.Module):
 # checkpoint I/O
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def _chmod_default(path: str) -> None:
     """Give a mkstemp file (mode 0600) the usual permissions, 0666 minus the umask."""
     umask = os.umask(0)

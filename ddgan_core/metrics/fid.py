@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..cache import sha256_file
 from .features import (
     EXTRACTOR_NAME,
     FEATURE_DIM,
@@ -411,14 +412,13 @@ def inception_fid(
             f"is {INCEPTION_DEFAULT_DIR / INCEPTION_FILE}>"
         )
         return {"inception_fid": None, "inception_status": f"skipped: weights not found at {where}"}
-    import hashlib
 
     from cleanfid.inception_torchscript import InceptionV3W
 
     from ddgan_core.data import load_fashion_mnist
 
     device = torch.device(device or default_device())
-    sha = hashlib.sha256(file.read_bytes()).hexdigest()
+    sha = sha256_file(file)
     # InceptionV3W loads <dir>/inception-2015-12-05.pt; link a differently named file into a
     # temporary directory so any file name works
     with tempfile.TemporaryDirectory() as tmp:

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import platform
 import statistics
 import time
 
 import torch
 
+from ..cache import device_description
+from ..training import synchronize
 from .features import default_device
 
 
 def device_name(device) -> str:
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine() or "cpu"
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    """The GPU's name, or the CPU model (as recorded in result manifests)."""
+    return device_description(device).split(":", 1)[1]
 
 
 def measure_speed(
@@ -50,14 +44,14 @@ def measure_speed(
         for _ in range(warmup):
             out = sampler(batch_size)
             dtype = getattr(out, "dtype", dtype)
-        _sync(device)
+        synchronize(device)
         times = []
         for _ in range(repeats):
-            _sync(device)
+            synchronize(device)
             t0 = time.perf_counter()
             for size in sizes:
                 out = sampler(size)
-            _sync(device)
+            synchronize(device)
             times.append(time.perf_counter() - t0)
             dtype = getattr(out, "dtype", dtype)
     total = statistics.median(times)
