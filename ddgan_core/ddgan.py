@@ -97,7 +97,7 @@ __all__ = [
 LN4 = 2.0 * math.log(2.0)
 #: Profile keys that fix the networks' shapes (a checkpoint must match them to resume).
 ARCH_KEYS = ("ddgan_timesteps", "ddgan_nz", "ddgan_channels", "ddgan_res_blocks",
-             "ddgan_d_channels")
+             "ddgan_d_channels", "ddgan_d_head")
 GENERATOR_FORMAT = "ddgan_core.generator_ema/1"
 CHECKPOINT_FORMAT = "ddgan_core.ddgan_checkpoint/1"
 ADAM_BETAS = (0.5, 0.9)
@@ -147,9 +147,10 @@ def make_generator(config: Mapping[str, Any]) -> DDGANGenerator:
 
 
 def make_discriminator(config: Mapping[str, Any]) -> Discriminator:
-    """The image discriminator D(x_{t-1}, x_t, t) with channels ``ddgan_d_channels``."""
+    """The image discriminator D(x_{t-1}, x_t, t) with channels ``ddgan_d_channels`` and head
+    ``ddgan_d_head`` (``"flatten"`` or ``"mean"``, see :mod:`ddgan_core.nets.discriminator`)."""
     return Discriminator(channels=list(config["ddgan_d_channels"]), in_channels=IMAGE_SHAPE[0],
-                         image_size=IMAGE_SHAPE[1])
+                         image_size=IMAGE_SHAPE[1], head=str(config["ddgan_d_head"]))
 
 
 def make_ddgan_diffusion(num_timesteps: int) -> GaussianDiffusion:

@@ -37,6 +37,7 @@ TINY = {
     "ddgan_channels": [4, 8, 8],
     "ddgan_res_blocks": 1,
     "ddgan_d_channels": [4, 8, 8],
+    "ddgan_d_head": "flatten",
     "ddgan_train_steps": 4,
     "ddgan_batch_size": 4,
     "ddgan_lr_g": 1e-3,
@@ -202,12 +203,38 @@ def test_loss_signs():
     assert (fake2.grad < 0).all()
 
 
+@pytest.mark.parametrize("head", ["flatten", "mean"])
+def test_discriminator_heads_give_one_logit_per_pair(head):
+    D = Discriminator(channels=(4, 8, 8), stddev_group=4, head=head)
+    x = torch.randn(8, 1, 28, 28)
+    out = D(x, x, torch.arange(8) % 4)
+    assert out.shape == (8,) and torch.isfinite(out).all()
+
+
+def test_discriminator_flatten_head_sees_position_the_mean_head_cannot():
+    # the same pixels shifted by whole pooling cells: a mean head is blind to the shift only
+    # up to border effects, the flatten head's output changes at once
+    torch.manual_seed(0)
+    x = torch.zeros(1, 1, 28, 28)
+    x[..., 4:12, 4:12] = 1.0
+    shifted = torch.roll(x, shifts=(12, 12), dims=(2, 3))
+    t = torch.zeros(1, dtype=torch.long)
+    flat = Discriminator(channels=(4, 8, 8), stddev_group=0, head="flatten")
+    mean = Discriminator(channels=(4, 8, 8), stddev_group=0, head="mean")
+    with torch.no_grad():
+        d_flat = (flat(x, x, t) - flat(shifted, shifted, t)).abs().item()
+        d_mean = (mean(x, x, t) - mean(shifted, shifted, t)).abs().item()
+    assert d_flat > 10 * d_mean
+
+
+def test_discriminator_rejects_an_unknown_head():
+    with pytest.raises(ValueError, match="head='max' must be one of"):
+        Discriminator(channels=(4, 8), head="max")
+
+
 def test_r1_matches_a_per_image_autograd_reference():
     torch.manual_seed(0)
     D = Discriminator(channels=(4, 8), stddev_group=0, image_size=8)
-    with torch.no_grad():
-        for block in D.blocks:  # non-zero second conv so every path matters
-            block.conv2.weight.normal_(0, 0.3)
     x_prev = torch.randn(5, 1, 8, 8, requires_grad=True)
     x_t, t = torch.randn(5, 1, 8, 8), torch.tensor([0, 1, 2, 3, 1])
     penalty = r1_penalty(D(x_prev, x_t, t), x_prev)
