@@ -676,7 +676,8 @@ def train_ddgan(
         warnings.warn(
             f"DDGAN training looks stalled: in {metrics['stall_fraction_early']:.0%} of the "
             "first half's logging intervals D(real) = D(fake) and the D loss sits at 2 ln 2. "
-            "Raise ddgan_d_steps or lower ddgan_lr_g (DESIGN.md section 6).",
+            "Use ddgan_d_head=flatten, raise ddgan_d_steps or lower ddgan_lr_g "
+            "(DESIGN.md section 6; the DDGAN chapter's discriminator-head ablation).",
             RuntimeWarning, stacklevel=2,
         )
     return metrics

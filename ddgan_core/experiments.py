@@ -191,6 +191,50 @@ def ddgan_model(profile: dict[str, Any], cache: ResultCache | None = None) -> Re
     return (cache or ResultCache()).load_or_run("ddgan_model", config, compute)
 
 
+DISCRIMINATOR_HEADS = ("mean", "flatten")
+
+
+def ddgan_head_ablation(profile: dict[str, Any], cache: ResultCache | None = None) -> list[Result]:
+    """Short DDGAN runs that differ only in the discriminator's head (``mean``, ``flatten``).
+
+    Each run is the profile's DDGAN cut to ``head_ablation_steps`` generator steps (the cosine
+    learning-rate decay spans the short run), with an EMA decay of 0.99 so that the evaluated
+    EMA generator reflects those few steps. Metrics: the training history (logged every
+    ``max(1, steps // 60)`` steps: losses, the logit gap, R1) and FID/KID/PR of
+    ``fid_samples // 2`` samples. One cache entry per head.
+    """
+    from . import ddgan
+
+    cache = cache or ResultCache()
+    steps = int(profile["head_ablation_steps"])
+    base = {"profile": profile["profile"], "seed": profile["seed"],
+            **{k: profile[k] for k in sorted(profile) if k.startswith("ddgan_")},
+            "ddgan_train_steps": steps, "ddgan_ema_decay": 0.99,
+            "ddgan_checkpoint_every": max(1, steps // 4)}
+    n_eval = max(profile["fid_samples"] // 2, 200)
+
+    def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
+        device = pick_device()
+        train = ddgan.train_ddgan(config, workdir, device=device,
+                                  log_every=max(1, steps // 60), progress=False)
+        generator = ddgan.load_generator(workdir / "generator_ema.pt", device)
+        diffusion = ddgan.make_ddgan_diffusion(config["ddgan_timesteps"])
+        final = _evaluate_sampler(
+            lambda n: ddgan.ddgan_sample(generator, diffusion, n, config["ddgan_nz"],
+                                         seed=config["seed"] + 1,
+                                         batch_size=profile["eval_batch_size"], device=device),
+            n_eval, device, workdir)
+        (workdir / "checkpoint.pt").unlink(missing_ok=True)
+        return {"train": train, "final": final}
+
+    results = []
+    for head in DISCRIMINATOR_HEADS:
+        check_deadline(f"ddgan_head_ablation head={head}")
+        results.append(cache.load_or_run("ddgan_head_ablation", {**base, "ddgan_d_head": head},
+                                         compute))
+    return results
+
+
 def sampling_speed(profile: dict[str, Any], cache: ResultCache | None = None) -> Result:
     """Seconds per image of DDGAN (T steps) and DDPM (every K of the grid's extremes) on one
     device, with the speed harness (warm-up, median of repeats, synchronised), same batch size.
@@ -256,6 +300,7 @@ EXPERIMENTS: dict[str, Callable[[dict[str, Any], ResultCache | None], Any]] = {
     "ddpm_model": ddpm_model,
     "ddpm_fig1": ddpm_fig1,
     "ddgan_model": ddgan_model,
+    "ddgan_head_ablation": ddgan_head_ablation,
     "sampling_speed": sampling_speed,
 }
 

@@ -50,6 +50,7 @@ _BASE: dict[str, Any] = {
     "ddgan_res_blocks": 2,
     "ddgan_d_channels": [64, 128, 256],
     "ddgan_d_head": "flatten",
+    "head_ablation_steps": 1_000,   # generator steps of each run of the D-head ablation
     "ddgan_train_steps": 20_000,
     "ddgan_batch_size": 256,
     "ddgan_lr_g": 1.6e-4,
@@ -87,6 +88,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "ddgan_batch_size": 16,
         "ddgan_lazy_r1": 2,
         "ddgan_checkpoint_every": 3,
+        "head_ablation_steps": 4,
     },
     "cpu": {
         **_BASE,
@@ -112,6 +114,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "ddgan_d_steps": 2,
         "ddgan_ema_decay": 0.998,
         "ddgan_checkpoint_every": 100,
+        "head_ablation_steps": 600,
     },
     "full": {
         **_BASE,

@@ -37,7 +37,7 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from ddgan_core import ddgan, ddpm, toy
-from ddgan_core.experiments import ddgan_model, ddpm_fig1, sampling_speed
+from ddgan_core.experiments import ddgan_head_ablation, ddgan_model, ddpm_fig1, sampling_speed
 from ddgan_core.profiles import get_profile
 
 cfg = get_profile(profile, seed=seed, ddgan_timesteps=ddgan_timesteps,
@@ -176,8 +176,10 @@ glue("gan_dsteps", cfg["ddgan_d_steps"], display=False)
 # dimensions) passes through a mapping network and sets the scale and shift of every group
 # normalisation (adaptive group norm, as in StyleGAN {cite:p}`karras2019stylegan`); it has
 # {glue:text}`g_params` parameters. The discriminator ({glue:text}`d_params`) concatenates
-# $x_{t-1}$ and $x_t$ on channels, adds the time embedding inside its residual blocks and ends
-# with a minibatch standard-deviation feature {cite:p}`karras2018progressive`. Training: Adam
+# $x_{t-1}$ and $x_t$ on channels, adds the time embedding inside its residual blocks, appends
+# a minibatch standard-deviation feature {cite:p}`karras2018progressive` and ends with a
+# flattened head (a linear layer over the whole $7 \times 7$ feature map, as StyleGAN2's
+# {cite:p}`karras2020stylegan2`; the next section shows why). Training: Adam
 # with $\beta = (0.5, 0.9)$, cosine learning-rate decay, R1 weight $\gamma =$
 # {glue:text}`gan_r1`, {glue:text}`gan_dsteps` discriminator update(s) per generator update, an
 # EMA of the generator. $T =$ {glue:text}`gan_T`, {glue:text}`gan_steps` steps
@@ -215,6 +217,70 @@ plt.close(fig)
 # weak discriminator produces; here that happened in {glue:text}`gan_stall` of the logging
 # intervals.
 # ```
+#
+# ### The discriminator's head
+#
+# Most image discriminators, DDGAN's included, end by pooling their last feature map over
+# positions and applying one linear layer. At initialisation such a network is close to linear
+# (a LeakyReLU with slope 0.2 bends little), and a linear map followed by a spatial average
+# depends on little more than the mean intensity of its two input images. A generator matches
+# mean intensities within a few dozen steps; the discriminator's logits on real and fake pairs
+# then coincide, its loss sits at $2 \ln 2$, R1 drops towards zero, and the gradients that
+# would teach it spatial features are second-order small. A flattened head, a linear layer
+# over every position of the last feature map, sees *where* the intensity is from the first
+# step. The two heads are compared below on short runs that differ in nothing else.
+
+# %% tags=["remove-cell"]
+ablation = {r.config["ddgan_d_head"]: r for r in ddgan_head_ablation(cfg)}
+abl_steps = cfg["head_ablation_steps"]
+glue("abl_steps", f"{abl_steps:,}", display=False)
+glue("abl_n", f"{ablation['flatten'].metrics['final']['n_samples']:,}", display=False)
+for head, r in ablation.items():
+    hist = r.metrics["train"]["history"]
+    late = hist[len(hist) // 2:]
+    glue(f"abl_{head}_fid", f"{r.metrics['final']['fid']:.1f}", display=False)
+    glue(f"abl_{head}_recall", f"{r.metrics['final']['recall']:.3f}", display=False)
+    glue(f"abl_{head}_gap", f"{np.mean([h['gap'] for h in late]):.2f}", display=False)
+    glue(f"abl_{head}_r1", f"{np.nanmean([h['r1'] for h in late]):.4f}", display=False)
+    glue(f"abl_{head}_stall", f"{r.metrics['train']['stall_fraction']:.0%}", display=False)
+
+# %% tags=["remove-input"]
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+for head, r in ablation.items():
+    hist = r.metrics["train"]["history"]
+    x = [h["step"] for h in hist]
+    axes[0].plot(x, [h["gap"] for h in hist], label=f"{head} head")
+    axes[1].plot(x, [h["loss_d"] for h in hist], label=f"{head} head")
+    axes[2].plot(x, [h["r1"] for h in hist], ".", ms=3, label=f"{head} head")
+axes[0].axhline(0, color="grey", lw=0.8)
+axes[0].set_ylabel("mean D(real) - D(fake) (logits)")
+axes[1].axhline(2 * np.log(2), color="grey", ls=":", lw=1, label="2 ln 2")
+axes[1].set_ylabel("D loss")
+axes[2].set_yscale("log")
+axes[2].set_ylabel(r"R1: $E\|\nabla D\|^2$")
+for ax in axes:
+    ax.set_xlabel("generator step")
+    ax.legend(frameon=False, fontsize=8)
+fig.tight_layout()
+glue("fig_head_ablation", fig, display=False)
+plt.close(fig)
+
+# %% [markdown]
+# ```{glue:figure} fig_head_ablation
+# :name: fig-head-ablation
+#
+# Two runs of {glue:text}`abl_steps` generator steps with the settings above, one with a
+# mean-pooled head and one with the flattened head. Over the second half of the runs the mean
+# logit gap is {glue:text}`abl_mean_gap` (mean head) against {glue:text}`abl_flatten_gap`
+# (flatten head), and the R1 term {glue:text}`abl_mean_r1` against
+# {glue:text}`abl_flatten_r1`.
+# ```
+#
+# After these short runs the EMA generators (decay 0.99) reach FID {glue:text}`abl_mean_fid`
+# with the mean head and {glue:text}`abl_flatten_fid` with the flattened one (recall
+# {glue:text}`abl_mean_recall` and {glue:text}`abl_flatten_recall`; {glue:text}`abl_n`
+# samples each). The share of logging intervals at parity was {glue:text}`abl_mean_stall` and
+# {glue:text}`abl_flatten_stall`.
 
 # %% tags=["remove-input"]
 # one point per distinct training state (a chunk that found training finished repeats the last)
