@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from ddgan_core.cache import MARKER, ResultCache, config_key
+from ddgan_core.cache import MARKER, ResultCache, atomic_write_bytes, config_key
 
 
 def _compute_counter(calls):
@@ -105,3 +106,17 @@ def test_committed_reference_results_verify():
     for entry in entries:
         config = json.loads((entry / "config.json").read_text())
         assert cache.load(entry.parent.name, config) is not None, f"{entry} fails verification"
+
+
+def test_atomic_write_replaces_whole_files_and_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "sub" / "file.bin"
+    atomic_write_bytes(target, b"first")
+    atomic_write_bytes(target, b"second")
+    assert target.read_bytes() == b"second"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
+    with pytest.raises(TypeError):
+        atomic_write_bytes(target, "not bytes")  # type: ignore[arg-type]
+    assert target.read_bytes() == b"second"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["file.bin"]

@@ -25,13 +25,14 @@ import hashlib
 import json
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..cache import atomic_write_bytes
 
 EXTRACTOR_NAME = "fmnist-cnn-v1"
 FEATURE_DIM = 128
@@ -104,27 +105,6 @@ class FashionCNN(nn.Module):
 # checkpoint I/O
 
 
-def _chmod_default(path: str) -> None:
-    """Give a mkstemp file (mode 0600) the usual permissions, 0666 minus the umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        _chmod_default(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_checkpoint(model: FashionCNN, path: str | os.PathLike) -> str:
     """Write ``model`` as fp16 safetensors (atomically); return the file's sha256."""
     from safetensors.torch import save
@@ -138,7 +118,7 @@ def save_checkpoint(model: FashionCNN, path: str | os.PathLike) -> str:
     # a single metadata key: safetensors writes metadata from a hash map in random order, so
     # more than one key would make the file bytes (and its sha256) vary from run to run
     data = save(tensors, metadata={"name": f"{EXTRACTOR_NAME} float16"})
-    _atomic_write_bytes(Path(path), data)
+    atomic_write_bytes(Path(path), data)
     return hashlib.sha256(data).hexdigest()
 
 
@@ -415,7 +395,7 @@ def train_classifier(
             info["checkpoint_dtype"] = "float16"
             if manifest is not None:
                 text = json.dumps(info, indent=2, sort_keys=True) + "\n"
-                _atomic_write_bytes(Path(manifest), text.encode())
+                atomic_write_bytes(Path(manifest), text.encode())
         else:
             info["test_accuracy"] = acc_fp32
         info["model"] = model

@@ -11,6 +11,7 @@ in ``<cache>/_reference_stats/<sha256[:12]>.npz`` (``<cache>`` is ``$DDGAN_CACHE
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import tempfile
@@ -20,12 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..cache import sha256_file
+from ..cache import atomic_write_bytes, sha256_file
 from .features import (
     EXTRACTOR_NAME,
     FEATURE_DIM,
-    _atomic_write_bytes,
-    _chmod_default,
     default_device,
     extract_features,
     load_feature_extractor,
@@ -176,17 +175,9 @@ def kid(
 
 
 def _atomic_savez(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        _chmod_default(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def reference_path(sha256: str, cache_dir=None, max_train_images: int | None = None) -> Path:
@@ -350,7 +341,7 @@ def fid_floor(
     if cache:
         table[key] = result
         text = json.dumps(table, indent=2, sort_keys=True) + "\n"
-        _atomic_write_bytes(floor_path, text.encode())
+        atomic_write_bytes(floor_path, text.encode())
     return result
 
 
