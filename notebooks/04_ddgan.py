@@ -310,7 +310,8 @@ for ax in axes:
 fig.tight_layout()
 glue("fig_gan_progress", fig, display=False)
 plt.close(fig)
-glue("progress_n", f"{max(cfg['fid_samples'] // 4, 200):,}", display=False)
+n_progress = max(cfg["fid_samples"] // 4, 200)  # as experiments.ddgan_model
+glue("progress_n", f"{n_progress:,}", display=False)
 
 # %% [markdown]
 # ```{glue:figure} fig_gan_progress
@@ -356,8 +357,7 @@ rows = {(r.config["sampler"], r.config["steps"]): r.metrics for r in grid}
 ddpm_full = rows.get(("ancestral", max(cfg["ddpm_step_grid"])))
 ddim_rows = sorted((k, m) for (s, k), m in rows.items() if s == "ddim")
 # FID is biased upwards at small n, so the DDIM match uses DDGAN's FID at the grid's sample
-# count: the last progress point is the final EMA generator at max(fid_samples // 4, 200)
-n_progress = max(cfg["fid_samples"] // 4, 200)
+# count: the last progress point is the final EMA generator at n_progress samples
 grid_n = ddpm_full["n_samples"]
 gan_fid_grid_n = progress[-1]["fid"] if n_progress == grid_n else final["fid"]
 match = next(((k, m) for k, m in ddim_rows if m["fid"] <= gan_fid_grid_n), None)
