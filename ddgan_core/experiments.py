@@ -137,6 +137,25 @@ def _evaluate_sampler(sample, n: int, device: torch.device, workdir: Path | None
 DDGAN_PROGRESS = (0.25, 0.5, 0.75, 1.0)
 
 
+def ddgan_progress_samples(profile: dict[str, Any]) -> int:
+    """Samples per FID evaluation along DDGAN training: ``max(fid_samples // 4, 200)``."""
+    return max(profile["fid_samples"] // 4, 200)
+
+
+def _ddgan_config(profile: dict[str, Any]) -> dict[str, Any]:
+    """The configuration (cache key) of a DDGAN run: profile name, seed and every ddgan_ key."""
+    return {"profile": profile["profile"], "seed": profile["seed"],
+            **{k: profile[k] for k in sorted(profile) if k.startswith("ddgan_")}}
+
+
+def _ddgan_sampler(generator, diffusion, config, profile, device, seed: int):
+    """``sample(n) -> (images, nfe)`` for :func:`_evaluate_sampler` from a DDGAN generator."""
+    from . import ddgan
+
+    return lambda n: ddgan.ddgan_sample(generator, diffusion, n, config["ddgan_nz"], seed=seed,
+                                        batch_size=profile["eval_batch_size"], device=device)
+
+
 def ddgan_model(profile: dict[str, Any], cache: ResultCache | None = None) -> Result:
     """Train the DDGAN of ``profile``; FID/KID/recall of the EMA generator along the way.
 
@@ -146,9 +165,7 @@ def ddgan_model(profile: dict[str, Any], cache: ResultCache | None = None) -> Re
     """
     from . import ddgan
 
-    keys = sorted(k for k in profile if k.startswith("ddgan_"))
-    config = {"profile": profile["profile"], "seed": profile["seed"],
-              **{k: profile[k] for k in keys}}
+    config = _ddgan_config(profile)
 
     def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
         from .metrics.features import CHECKPOINT_SHA256
@@ -156,11 +173,10 @@ def ddgan_model(profile: dict[str, Any], cache: ResultCache | None = None) -> Re
         total = int(config["ddgan_train_steps"])
         diffusion = ddgan.make_ddgan_diffusion(config["ddgan_timesteps"])
         device = pick_device()
-        n_progress = max(profile["fid_samples"] // 4, 200)
+        n_progress = ddgan_progress_samples(profile)
+
         def sampler(generator, seed):
-            return lambda n: ddgan.ddgan_sample(
-                generator, diffusion, n, config["ddgan_nz"], seed=seed,
-                batch_size=profile["eval_batch_size"], device=device)
+            return _ddgan_sampler(generator, diffusion, config, profile, device, seed)
 
         progress_file = workdir / "progress.json"
         progress = json.loads(progress_file.read_text()) if progress_file.exists() else []
@@ -207,9 +223,7 @@ def ddgan_head_ablation(profile: dict[str, Any], cache: ResultCache | None = Non
 
     cache = cache or ResultCache()
     steps = int(profile["head_ablation_steps"])
-    base = {"profile": profile["profile"], "seed": profile["seed"],
-            **{k: profile[k] for k in sorted(profile) if k.startswith("ddgan_")},
-            "ddgan_train_steps": steps, "ddgan_ema_decay": 0.99,
+    base = {**_ddgan_config(profile), "ddgan_train_steps": steps, "ddgan_ema_decay": 0.99,
             "ddgan_checkpoint_every": max(1, steps // 4)}
     n_eval = max(profile["fid_samples"] // 2, 200)
 
@@ -220,9 +234,7 @@ def ddgan_head_ablation(profile: dict[str, Any], cache: ResultCache | None = Non
         generator = ddgan.load_generator(workdir / "generator_ema.pt", device)
         diffusion = ddgan.make_ddgan_diffusion(config["ddgan_timesteps"])
         final = _evaluate_sampler(
-            lambda n: ddgan.ddgan_sample(generator, diffusion, n, config["ddgan_nz"],
-                                         seed=config["seed"] + 1,
-                                         batch_size=profile["eval_batch_size"], device=device),
+            _ddgan_sampler(generator, diffusion, config, profile, device, config["seed"] + 1),
             n_eval, device, workdir)
         (workdir / "checkpoint.pt").unlink(missing_ok=True)
         return {"train": train, "final": final}

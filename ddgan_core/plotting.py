@@ -8,6 +8,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+#: Matplotlib settings every chapter uses (``plt.rcParams.update(BOOK_STYLE)``).
+BOOK_STYLE = {"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False}
+
 
 def to_grid(images: torch.Tensor, nrow: int, padding: int = 2) -> np.ndarray:
     """Tile images ``[N, 1, H, W]`` in [-1, 1] (or uint8 ``[N, H, W]``) into an array in [0, 1]."""

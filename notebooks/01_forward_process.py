@@ -38,14 +38,14 @@ from myst_nb import glue
 from ddgan_core.data import CLASS_NAMES, load_fashion_mnist
 from ddgan_core.diffusion import GaussianDiffusion, make_beta_schedule
 from ddgan_core.experiments import dataset_statistics
-from ddgan_core.plotting import show_grid
+from ddgan_core.plotting import BOOK_STYLE, show_grid
 from ddgan_core.profiles import get_profile
 
 cfg = get_profile(
     profile, seed=seed, forward_timesteps=num_timesteps, forward_vp_timesteps=vp_timesteps
 )
 torch.manual_seed(cfg["seed"])
-plt.rcParams.update({"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False})
+plt.rcParams.update(BOOK_STYLE)
 
 # %% [markdown]
 # ## FashionMNIST

@@ -41,11 +41,12 @@ from myst_nb import glue
 
 from ddgan_core import elbo
 from ddgan_core.diffusion import GaussianDiffusion, make_beta_schedule
+from ddgan_core.plotting import BOOK_STYLE
 from ddgan_core.profiles import get_profile
 
 cfg = get_profile(profile, seed=seed)
 sizes = elbo.elbo_sizes(profile, elbo_samples=mc_samples, kernel_xt=kernel_points)
-plt.rcParams.update({"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False})
+plt.rcParams.update(BOOK_STYLE)
 
 # %% [markdown]
 # ## Maximum likelihood and the bound

@@ -35,11 +35,12 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from ddgan_core.experiments import ddpm_fig1, ddpm_model
+from ddgan_core.plotting import BOOK_STYLE
 from ddgan_core.profiles import get_profile
 
 cfg = get_profile(profile, seed=seed, ddpm_train_steps=ddpm_train_steps,
                   ddpm_grid_samples=ddpm_grid_samples)
-plt.rcParams.update({"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False})
+plt.rcParams.update(BOOK_STYLE)
 
 # %% [markdown]
 # ## The model and its training

@@ -37,12 +37,19 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from ddgan_core import ddgan, ddpm, toy
-from ddgan_core.experiments import ddgan_head_ablation, ddgan_model, ddpm_fig1, sampling_speed
+from ddgan_core.experiments import (
+    ddgan_head_ablation,
+    ddgan_model,
+    ddgan_progress_samples,
+    ddpm_fig1,
+    sampling_speed,
+)
+from ddgan_core.plotting import BOOK_STYLE
 from ddgan_core.profiles import get_profile
 
 cfg = get_profile(profile, seed=seed, ddgan_timesteps=ddgan_timesteps,
                   ddgan_train_steps=ddgan_train_steps)
-plt.rcParams.update({"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False})
+plt.rcParams.update(BOOK_STYLE)
 
 # %% [markdown]
 # ## The method
@@ -310,7 +317,7 @@ for ax in axes:
 fig.tight_layout()
 glue("fig_gan_progress", fig, display=False)
 plt.close(fig)
-n_progress = max(cfg["fid_samples"] // 4, 200)  # as experiments.ddgan_model
+n_progress = ddgan_progress_samples(cfg)
 glue("progress_n", f"{n_progress:,}", display=False)
 
 # %% [markdown]
