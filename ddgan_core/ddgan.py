@@ -64,10 +64,14 @@ from .training import (
     DivergenceError,
     autocast_context,
     check_finite,
+    check_weights_finite,
+    global_rng_state,
     half_state_dict,
     load_checkpoint,
     pick_device,
+    remove_stale_temporaries,
     save_checkpoint,
+    set_global_rng_state,
     warmup_cosine,
 )
 
@@ -527,7 +531,10 @@ def train_ddgan(
     """
     device = pick_device(device)
     workdir = Path(workdir)
+    if workdir.exists() and not workdir.is_dir():
+        raise ValueError(f"workdir {workdir} is a file; give a folder to train into")
     workdir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(workdir)
     arch = _arch(config)
     seed = int(config.get("seed", 0))
     total = int(config["ddgan_train_steps"])
@@ -566,7 +573,8 @@ def train_ddgan(
         state = load_checkpoint(ckpt_path, map_location=device)
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(
-                f"{ckpt_path} is not a DDGAN training checkpoint; delete it to start afresh"
+                f"{ckpt_path} is not a DDGAN training checkpoint; train into another folder or "
+                "delete it to start afresh"
             )
         if state["arch"] != arch:
             raise CheckpointError(
@@ -578,16 +586,23 @@ def train_ddgan(
         except (KeyError, RuntimeError, ValueError) as err:
             raise CheckpointError(f"{ckpt_path} does not fit the networks ({err})") from err
         data_gen.set_state(state["data_rng"].cpu())
+        set_global_rng_state(state.get("global_rng"), device)
         history = list(state["history"])
         wall_before = float(state["wall_time_s"])
         images_seen = int(state["images_seen"])
 
+    probe = _probe_batch(data, diffusion, int(config["ddgan_nz"]), device)
+
     def save(wall: float) -> None:
+        networks = {"G": trainer.G, "D": trainer.D, "G_ema": trainer.ema.model}
+        check_weights_finite(trainer.step, networks,
+                             probe_logits(trainer.G, trainer.D, diffusion, *probe))
         save_checkpoint(ckpt_path, {
             "format": CHECKPOINT_FORMAT,
             "arch": arch,
             "trainer": trainer.state_dict(),
             "data_rng": data_gen.get_state(),
+            "global_rng": global_rng_state(device),
             "history": history,
             "wall_time_s": wall,
             "images_seen": images_seen,
@@ -683,8 +698,43 @@ def train_ddgan(
     return metrics
 
 
+def _probe_batch(data: torch.Tensor, diffusion: GaussianDiffusion, nz: int,
+                 device: torch.device) -> tuple[torch.Tensor, ...]:
+    """A fixed (x_t, t, z, noise) batch for checking new weights before a checkpoint; drawn from
+    its own generator, so the training RNGs are untouched."""
+    gen = torch.Generator().manual_seed(20_221)
+    x0 = data[:16].to(device, torch.float32)
+    t = torch.arange(x0.shape[0]) % diffusion.num_timesteps
+    x_t = diffusion.q_sample(x0, t.to(device), torch.randn(x0.shape, generator=gen).to(device))
+    z = torch.randn(x0.shape[0], nz, generator=gen).to(device)
+    noise = torch.randn(x0.shape, generator=gen).to(device)
+    return x_t, t.to(device), z, noise
+
+
+@torch.no_grad()
+def probe_logits(G: nn.Module, D: nn.Module, diffusion: GaussianDiffusion, x_t: torch.Tensor,
+                 t: torch.Tensor, z: torch.Tensor, noise: torch.Tensor) -> dict[str, float]:
+    """Largest |x_0 prediction| and |D logit| of the current networks on a fixed batch (eval
+    mode); :func:`~ddgan_core.training.check_weights_finite` refuses NaN/inf or |value| > 1e4."""
+    modes = G.training, D.training
+    G.eval()
+    D.eval()
+    try:
+        with autocast_context(x_t.device):
+            x_fake, x0_pred = generator_posterior_sample(G, diffusion, x_t, t, z, noise)
+            logits = D(x_fake, x_t, t).float()
+    finally:
+        G.train(modes[0])
+        D.train(modes[1])
+    return {"probe_x0": float(x0_pred.float().abs().max()),
+            "probe_logit": float(logits.abs().max())}
+
+
 def load_generator(path: str | Path, device: str | torch.device | None = None) -> DDGANGenerator:
     """Rebuild the EMA generator saved by :func:`train_ddgan` (fp16 on disk, fp32 in memory).
+
+    The returned module carries ``arch``, the stored :data:`ARCH_KEYS` values (``ddgan_timesteps``
+    and ``ddgan_nz`` are what sampling needs).
 
     Raises ``FileNotFoundError`` for a missing file and
     :class:`~ddgan_core.training.CheckpointError` for a corrupt or mismatched one.
@@ -706,6 +756,7 @@ def load_generator(path: str | Path, device: str | torch.device | None = None) -
         raise CheckpointError(
             f"{path} does not describe a loadable DDGAN generator ({type(err).__name__}: {err})"
         ) from err
+    G.arch = dict(config)  # the ARCH_KEYS values: T and nz for sampling
     return G.to(device).eval().requires_grad_(False)
 
 

@@ -25,12 +25,20 @@ from .training import (
     CheckpointError,
     autocast_context,
     check_finite,
+    check_weights_finite,
+    global_rng_state,
     half_state_dict,
     load_checkpoint,
     pick_device,
+    remove_stale_temporaries,
     save_checkpoint,
+    set_global_rng_state,
     warmup_cosine,
 )
+
+#: Format tags: the resumable training state and the EMA weights that :func:`load_model` reads.
+CHECKPOINT_FORMAT = "ddgan_core.ddpm_checkpoint/1"
+MODEL_FORMAT = "ddgan_core.ddpm_model_ema/1"
 
 SAMPLERS = ("ancestral", "ddim")
 MODEL_KEYS = ("ddpm_channels", "ddpm_res_blocks", "ddpm_attention", "ddpm_dropout")
@@ -83,21 +91,35 @@ def train_ddpm(
     progress: bool = True,
     data: torch.Tensor | None = None,
     stop_after: int | None = None,
+    checkpoint_every: int | None = None,
 ) -> dict[str, Any]:
     """Train eps_theta per ``config`` (keys of :data:`TRAIN_KEYS`); resumable from ``workdir``.
 
     ``stop_after``: save the training state and raise :class:`TrainingPaused` once that many
     steps are done (a time-boxed session); calling again continues from the checkpoint.
 
-    Writes ``workdir/checkpoint.pt`` every ``ddpm_checkpoint_every`` steps (atomically) and at the
-    end ``workdir/model_ema.pt`` (fp16 EMA weights with the model configuration). Returns the
-    metrics: steps, images seen, wall time, throughput, parameter count and the loss history.
+    Writes ``workdir/checkpoint.pt`` every ``checkpoint_every`` steps (default: the config's
+    ``ddpm_checkpoint_every``, 0 for none; the cadence is not part of a run's identity, so it is
+    an argument) and at the end ``workdir/model_ema.pt`` (fp16 EMA weights with the model
+    configuration). A checkpoint holds the weights, the optimiser, the data/noise generator and
+    the global RNG that dropout draws from, so a resumed run equals an uninterrupted one bit for
+    bit on the same device; it is written atomically, and only after the new weights pass
+    :func:`~ddgan_core.training.check_weights_finite` on a fixed probe batch, so after a
+    divergence the checkpoint on disk is the last good one. Returns the metrics: steps, images
+    seen, wall time, throughput, parameter count and the loss history.
     """
     from tqdm.auto import tqdm
 
     workdir = Path(workdir)
+    if workdir.exists() and not workdir.is_dir():
+        raise ValueError(f"workdir {workdir} is a file; give a folder to train into")
     workdir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(workdir)
     device = pick_device(device)
+    every = int(config.get("ddpm_checkpoint_every", 0) or 0) if checkpoint_every is None \
+        else int(checkpoint_every)
+    if every < 0:
+        raise ValueError(f"checkpoint_every={every} must be >= 0 (0: only at the end)")
     steps, batch_size = int(config["ddpm_train_steps"]), int(config["ddpm_batch_size"])
     if steps < 1 or batch_size < 1:
         raise ValueError(f"ddpm_train_steps={steps} and ddpm_batch_size={batch_size} must be >= 1")
@@ -116,17 +138,27 @@ def train_ddpm(
     generator = torch.Generator(device=device).manual_seed(config["seed"])
     state = {"step": 0, "history": [], "train_seconds": 0.0}
     checkpoint = workdir / "checkpoint.pt"
+    probe = _probe_batch(data, diffusion, device)
     if checkpoint.exists():
         saved = load_checkpoint(checkpoint, device)
+        if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(
+                f"{checkpoint} is not a DDPM training checkpoint (format "
+                f"{saved.get('format') if isinstance(saved, dict) else None!r}, expected "
+                f"{CHECKPOINT_FORMAT!r}); train into another folder or delete it"
+            )
         try:
             model.load_state_dict(saved["model"])
             ema.load_state_dict(saved["ema"])
-        except RuntimeError as err:
+            optimizer.load_state_dict(saved["optimizer"])
+        except (KeyError, RuntimeError, ValueError) as err:
+            first = (str(err).strip().splitlines() or [""])[0][:200]
             raise CheckpointError(
-                f"{checkpoint} does not fit this model configuration ({err}); delete it to retrain"
-            ) from err
-        optimizer.load_state_dict(saved["optimizer"])
+                f"{checkpoint} does not fit this model configuration ({first}); train into "
+                "another folder or delete it"
+            ) from None
         generator.set_state(saved["rng"].cpu())
+        set_global_rng_state(saved.get("global_rng"), device)
         state = {k: saved[k] for k in state}
     bar = tqdm(total=steps, initial=state["step"], disable=not progress, desc="DDPM", leave=False)
     log_every = max(1, steps // 100)
@@ -168,16 +200,16 @@ def train_ddpm(
             running, count, start = 0.0, 0, time.perf_counter()
             bar.set_postfix(loss=f"{state['history'][-1]['loss']:.4f}")
         bar.update(1)
-        every = int(config.get("ddpm_checkpoint_every", 0) or 0)
-        if every and state["step"] % every == 0 and state["step"] < steps:
-            _save_training_state(checkpoint, model, ema, optimizer, generator, state)
-        if stop_after is not None and state["step"] >= stop_after and state["step"] < steps:
-            _save_training_state(checkpoint, model, ema, optimizer, generator, state)
+        pause = stop_after is not None and state["step"] >= stop_after and state["step"] < steps
+        if pause or (every and state["step"] % every == 0 and state["step"] < steps):
+            _save_training_state(checkpoint, model, ema, optimizer, generator, state, probe)
+        if pause:
             bar.close()
             raise TrainingPaused(f"paused at step {state['step']}; {checkpoint} resumes it")
     bar.close()
-    _save_training_state(checkpoint, model, ema, optimizer, generator, state)
+    _save_training_state(checkpoint, model, ema, optimizer, generator, state, probe)
     save_checkpoint(workdir / "model_ema.pt", {
+        "format": MODEL_FORMAT,
         "model": half_state_dict(ema.model),
         "config": {k: config[k] for k in MODEL_KEYS + DIFFUSION_KEYS},
     })
@@ -200,30 +232,73 @@ class TrainingPaused(RuntimeError):
     """Training stopped on request with its state saved; calling again resumes it."""
 
 
-def _save_training_state(path, model, ema, optimizer, generator, state) -> None:
+def _probe_batch(data: torch.Tensor, diffusion: GaussianDiffusion, device: torch.device):
+    """A fixed batch (diffusion, x0, t, noise) for checking new weights; drawn from its own
+    generator, so it changes none of the training RNGs."""
+    gen = torch.Generator().manual_seed(20_221)
+    x0 = data[:16].to(device)
+    t = torch.linspace(0, diffusion.num_timesteps - 1, x0.shape[0]).round().long().to(device)
+    noise = torch.randn(x0.shape, generator=gen).to(device)
+    return diffusion, x0, t, noise
+
+
+@torch.no_grad()
+def probe_loss(model: nn.Module, diffusion: GaussianDiffusion, x0: torch.Tensor,
+               t: torch.Tensor, noise: torch.Tensor) -> float:
+    """The unweighted noise-prediction loss of ``model`` on a fixed probe batch, in eval mode
+    (no dropout, so the global RNG is not consumed)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with autocast_context(x0.device):
+            prediction = model(diffusion.q_sample(x0, t, noise), t).float()
+    finally:
+        model.train(was_training)
+    return float((prediction - noise).pow(2).mean())
+
+
+def _save_training_state(path, model, ema, optimizer, generator, state, probe) -> None:
+    """Check the new weights on the probe batch, then write the resumable state atomically."""
+    probes = {"probe_loss": probe_loss(model, *probe)}
+    check_weights_finite(state["step"], {"model": model, "ema": ema.model}, probes)
+    device = next(model.parameters()).device
     save_checkpoint(path, {
+        "format": CHECKPOINT_FORMAT,
         "model": model.state_dict(), "ema": ema.state_dict(),
-        "optimizer": optimizer.state_dict(), "rng": generator.get_state(), **state,
+        "optimizer": optimizer.state_dict(), "rng": generator.get_state(),
+        "global_rng": global_rng_state(device), **state,
     })
 
 
 def load_model(
     path: str | Path, device: str | torch.device | None = None
 ) -> tuple[nn.Module, GaussianDiffusion]:
-    """Rebuild the EMA network and its diffusion from ``model_ema.pt`` (fp16 -> fp32)."""
+    """Rebuild the EMA network and its diffusion from ``model_ema.pt`` (fp16 -> fp32).
+
+    Accepts files tagged :data:`MODEL_FORMAT` and the untagged ones written before the tag;
+    raises :class:`~ddgan_core.training.CheckpointError` (one line) for anything else.
+    """
     device = pick_device(device)
     saved = load_checkpoint(path, device)
-    if not isinstance(saved, dict) or "model" not in saved or "config" not in saved:
-        raise CheckpointError(f"{path} is not a DDPM checkpoint (expected keys 'model', 'config')")
-    model = make_model(saved["config"])
+    fmt = saved.get("format") if isinstance(saved, dict) else None
+    if fmt == CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is a DDPM training state; sample from the model_ema.pt "
+                              "that training writes when it finishes")
+    if fmt not in (None, MODEL_FORMAT) or not isinstance(saved, dict) \
+            or "model" not in saved or "config" not in saved:
+        raise CheckpointError(f"{path} is not a DDPM model file (format {fmt!r}; expected "
+                              f"{MODEL_FORMAT!r} with keys 'model' and 'config')")
     try:
+        model = make_model(saved["config"])
         model.load_state_dict({k: v.float() if v.is_floating_point() else v
                                for k, v in saved["model"].items()})
-    except RuntimeError as err:
+        diffusion = make_diffusion(saved["config"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        first = (str(err).strip().splitlines() or [""])[0][:200]
         raise CheckpointError(
-            f"{path}: weights do not fit the stored configuration ({err})"
-        ) from err
-    return model.to(device).eval(), make_diffusion(saved["config"])
+            f"{path}: weights do not fit the stored configuration ({first})"
+        ) from None
+    return model.to(device).eval(), diffusion
 
 
 def sampling_timesteps(num_timesteps: int, steps: int) -> list[int]:

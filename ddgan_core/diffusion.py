@@ -76,7 +76,7 @@ def make_beta_schedule(name: str, num_timesteps: int, **options: float) -> np.nd
     ``"linear"``
         DDPM's schedule (Ho et al., 2020, sec. 4): betas evenly spaced from ``beta_start`` to
         ``beta_end``. By default these are 1e-4 and 0.02 rescaled by ``1000 / T`` (improved-
-        diffusion's ``get_named_beta_schedule``), so any ``T >= 20`` spans the same noise range as
+        diffusion's ``get_named_beta_schedule``), so any ``T > 20`` spans the same noise range as
         T = 1000. Explicit ``beta_start`` / ``beta_end`` options are used as given (no rescaling).
     ``"cosine"``
         Nichol & Dhariwal (2021), eq. (17): ``abar(u) = cos^2(((u + s) / (1 + s)) pi / 2)`` with
@@ -92,7 +92,8 @@ def make_beta_schedule(name: str, num_timesteps: int, **options: float) -> np.nd
         0-based convention here has ``x_{-1} = x_0`` instead.)
 
     Raises ``ValueError`` for an unknown name or option, ``num_timesteps < 1``, a non-finite
-    option, or options that give betas outside ``(0, 1]``.
+    option, or options that give betas outside ``(0, 1)`` (a beta of 1 makes abar_T = 0 and the
+    x0-from-eps coefficients infinite: DDPM's linear schedule at T = 20 ends at beta = 1).
     """
     if name not in SCHEDULES:
         raise ValueError(f"name must be one of {SCHEDULES}, got {name!r}")
@@ -130,13 +131,13 @@ def make_beta_schedule(name: str, num_timesteps: int, **options: float) -> np.nd
         # 1 - abar_i / abar_{i-1}, computed as -expm1(difference of logs) to keep small betas exact
         betas = -np.expm1(np.diff(log_abar))
 
-    if not (np.all(np.isfinite(betas)) and np.all(betas > 0.0) and np.all(betas <= 1.0)):
+    if not (np.all(np.isfinite(betas)) and np.all(betas > 0.0) and np.all(betas < 1.0)):
         hint = ""
         if name == "linear":
-            hint = " (the default linear schedule needs num_timesteps >= 20)"
+            hint = " (the default linear schedule needs num_timesteps >= 21)"
         raise ValueError(
             f"the {name!r} schedule with num_timesteps={T} and options {options} gives betas in "
-            f"[{betas.min():.3g}, {betas.max():.3g}]; betas must lie in (0, 1]{hint}"
+            f"[{betas.min():.3g}, {betas.max():.3g}]; betas must lie in (0, 1){hint}"
         )
     return betas
 

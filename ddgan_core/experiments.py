@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .cache import Result, ResultCache
+from .cache import Result, ResultCache, write_json_atomic
 from .plotting import save_grid
 from .profiles import get_profile
 from .training import pick_device, synchronize
@@ -52,7 +52,9 @@ def ddpm_model(profile: dict[str, Any], cache: ResultCache | None = None) -> Res
     config = {"profile": profile["profile"], **ddpm.training_config(profile)}
 
     def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
-        metrics = ddpm.train_ddpm(config, workdir)
+        # checkpoint cadence: not part of the key (it changes no number), so an argument
+        metrics = ddpm.train_ddpm(config, workdir,
+                                  checkpoint_every=profile["ddpm_checkpoint_every"])
         model, diffusion = ddpm.load_model(workdir / "model_ema.pt")
         images, _ = ddpm.ddpm_sample(model, diffusion, 64, 100, "ancestral", seed=config["seed"])
         save_grid(images, workdir / "samples.png", nrow=8)
@@ -78,6 +80,8 @@ def ddpm_grid_point(
         "profile": profile["profile"], "model_key": model_result.key, "sampler": sampler,
         "eta": 0.0, "steps": int(steps), "n": profile["ddpm_grid_samples"],
         "seed": profile["seed"], "extractor": CHECKPOINT_SHA256,
+        # sampling is seeded per batch, so the batch size changes the images and the numbers
+        "eval_batch_size": profile["eval_batch_size"],
     }
 
     def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
@@ -86,9 +90,9 @@ def ddpm_grid_point(
         metrics = _evaluate_sampler(
             lambda n: ddpm.ddpm_sample(
                 model, diffusion, n, config["steps"], config["sampler"], config["eta"],
-                seed=config["seed"], batch_size=profile["eval_batch_size"], device=device),
+                seed=config["seed"], batch_size=config["eval_batch_size"], device=device),
             config["n"], device, workdir)
-        metrics["sampling_batch_size"] = profile["eval_batch_size"]
+        metrics["sampling_batch_size"] = config["eval_batch_size"]
         return metrics
 
     return cache.load_or_run("ddpm_grid_point", config, compute)
@@ -143,17 +147,19 @@ def ddgan_progress_samples(profile: dict[str, Any]) -> int:
 
 
 def _ddgan_config(profile: dict[str, Any]) -> dict[str, Any]:
-    """The configuration (cache key) of a DDGAN run: profile name, seed and every ddgan_ key."""
+    """The configuration (cache key) of a DDGAN run: profile name, seed, every ddgan_ key and the
+    evaluation settings (sample count, and the batch size, since sampling is seeded per batch)."""
     return {"profile": profile["profile"], "seed": profile["seed"],
+            "fid_samples": profile["fid_samples"], "eval_batch_size": profile["eval_batch_size"],
             **{k: profile[k] for k in sorted(profile) if k.startswith("ddgan_")}}
 
 
-def _ddgan_sampler(generator, diffusion, config, profile, device, seed: int):
+def _ddgan_sampler(generator, diffusion, config, device, seed: int):
     """``sample(n) -> (images, nfe)`` for :func:`_evaluate_sampler` from a DDGAN generator."""
     from . import ddgan
 
     return lambda n: ddgan.ddgan_sample(generator, diffusion, n, config["ddgan_nz"], seed=seed,
-                                        batch_size=profile["eval_batch_size"], device=device)
+                                        batch_size=config["eval_batch_size"], device=device)
 
 
 def ddgan_model(profile: dict[str, Any], cache: ResultCache | None = None) -> Result:
@@ -173,13 +179,13 @@ def ddgan_model(profile: dict[str, Any], cache: ResultCache | None = None) -> Re
         total = int(config["ddgan_train_steps"])
         diffusion = ddgan.make_ddgan_diffusion(config["ddgan_timesteps"])
         device = pick_device()
-        n_progress = ddgan_progress_samples(profile)
+        n_progress = ddgan_progress_samples(config)
 
         def sampler(generator, seed):
-            return _ddgan_sampler(generator, diffusion, config, profile, device, seed)
+            return _ddgan_sampler(generator, diffusion, config, device, seed)
 
         progress_file = workdir / "progress.json"
-        progress = json.loads(progress_file.read_text()) if progress_file.exists() else []
+        progress = _read_progress(progress_file)
         metrics: dict[str, Any] = {}
         for fraction in DDGAN_PROGRESS:
             target = max(1, round(fraction * total))
@@ -193,11 +199,11 @@ def ddgan_model(profile: dict[str, Any], cache: ResultCache | None = None) -> Re
             progress.append({"step": target, "images_seen": metrics["images_seen"],
                              **{k: point[k] for k in ("fid", "kid", "precision", "recall",
                                                       "density", "coverage", "fid_floor")}})
-            progress_file.write_text(json.dumps(progress))
+            write_json_atomic(progress_file, progress)
         if not metrics:  # every chunk was done before an interruption: reload the trainer state
             metrics = ddgan.train_ddgan(config, workdir, device=device)
         generator = ddgan.load_generator(workdir / "generator_ema.pt", device)
-        final = _evaluate_sampler(sampler(generator, config["seed"] + 1), profile["fid_samples"],
+        final = _evaluate_sampler(sampler(generator, config["seed"] + 1), config["fid_samples"],
                                   device, workdir)
         (workdir / "checkpoint.pt").unlink(missing_ok=True)
         progress_file.unlink(missing_ok=True)
@@ -223,18 +229,18 @@ def ddgan_head_ablation(profile: dict[str, Any], cache: ResultCache | None = Non
 
     cache = cache or ResultCache()
     steps = int(profile["head_ablation_steps"])
-    base = {**_ddgan_config(profile), "ddgan_train_steps": steps, "ddgan_ema_decay": 0.99,
-            "ddgan_checkpoint_every": max(1, steps // 4)}
-    n_eval = max(profile["fid_samples"] // 2, 200)
+    base = {**_ddgan_config(profile), "head_ablation_steps": steps, "ddgan_train_steps": steps,
+            "ddgan_ema_decay": 0.99, "ddgan_checkpoint_every": max(1, steps // 4)}
 
     def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
+        n_eval = max(config["fid_samples"] // 2, 200)
         device = pick_device()
         train = ddgan.train_ddgan(config, workdir, device=device,
                                   log_every=max(1, steps // 60), progress=False)
         generator = ddgan.load_generator(workdir / "generator_ema.pt", device)
         diffusion = ddgan.make_ddgan_diffusion(config["ddgan_timesteps"])
         final = _evaluate_sampler(
-            _ddgan_sampler(generator, diffusion, config, profile, device, config["seed"] + 1),
+            _ddgan_sampler(generator, diffusion, config, device, config["seed"] + 1),
             n_eval, device, workdir)
         (workdir / "checkpoint.pt").unlink(missing_ok=True)
         return {"train": train, "final": final}
@@ -285,6 +291,24 @@ def sampling_speed(profile: dict[str, Any], cache: ResultCache | None = None) ->
         return out
 
     return cache.load_or_run("sampling_speed", config, compute, device=device)
+
+
+def _read_progress(path: Path) -> list[dict[str, Any]]:
+    """The progress evaluations an interrupted DDGAN run has made so far ([] when none)."""
+    if not path.exists():
+        return []
+    try:
+        progress = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(
+            f"{path} is unreadable ({type(err).__name__}: {err}); it lists the FID evaluations "
+            "along this interrupted run. Delete the whole .partial folder to retrain from "
+            "scratch (the training checkpoint alone cannot redo the earlier evaluations)"
+        ) from None
+    if not isinstance(progress, list):
+        raise ValueError(f"{path} should hold a list of evaluations; delete the .partial folder "
+                         "to retrain")
+    return progress
 
 
 def _trained_steps(workdir: Path) -> int:

@@ -4,6 +4,7 @@ checkpoints that resume, and divergence detection."""
 from __future__ import annotations
 
 import copy
+import io
 import math
 import os
 from pathlib import Path
@@ -73,12 +74,29 @@ class CheckpointError(RuntimeError):
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
-    """``torch.save`` of a dict of state dicts and plain values, written atomically."""
+    """``torch.save`` of a dict of state dicts and plain values, written atomically.
+
+    The bytes go to a uniquely named hidden temporary file beside ``path`` and replace it in one
+    rename (:func:`ddgan_core.cache.atomic_write_bytes`), so a reader, a second writer or a
+    ``kill -9`` never leaves a torn file: ``path`` holds either the old or the new checkpoint.
+    """
+    from .cache import atomic_write_bytes
+
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+    """Delete the hidden ``.*.tmp`` files a killed writer left in ``folder``; returns the count."""
+    removed = 0
+    for tmp in Path(folder).glob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
@@ -89,10 +107,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
+        first_line = (str(err).strip().splitlines() or [""])[0][:200]
         raise CheckpointError(
             f"checkpoint {path} is corrupt or not a ddgan_core checkpoint ({type(err).__name__}: "
-            f"{err}). Delete it to retrain, or restore it from the result cache / git."
-        ) from err
+            f"{first_line}); delete it to retrain, or restore it from the result cache or git"
+        ) from None
 
 
 def half_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -102,6 +121,48 @@ def half_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 class DivergenceError(RuntimeError):
     """Training produced a NaN/inf or an exploding loss; the last good checkpoint is kept."""
+
+
+def global_rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """The global RNG states that layers such as dropout draw from (CPU, and CUDA on ``device``).
+
+    Saved in training checkpoints so that a resumed run draws the same dropout masks as an
+    uninterrupted one.
+    """
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_global_rng_state(state: dict[str, torch.Tensor] | None, device: torch.device) -> None:
+    """Restore what :func:`global_rng_state` saved (``None``: a checkpoint without it; no-op)."""
+    if not state:
+        return
+    torch.set_rng_state(state["cpu"].cpu())
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
+def check_weights_finite(step: int, models: dict[str, nn.Module],
+                         probes: dict[str, float] | None = None, limit: float = 1e4) -> None:
+    """Refuse to checkpoint weights that are already broken.
+
+    A loss is computed *before* the update it drives, so a finite loss says nothing about the
+    weights the update produced. Before a checkpoint is written this checks those weights: every
+    parameter finite, and ``probes`` (losses or outputs of the new weights on a fixed batch,
+    computed by the trainer without touching its RNGs) finite and below ``limit``. Raises
+    :class:`DivergenceError`, so the previous, good checkpoint stays in place.
+    """
+    for name, model in models.items():
+        for pname, param in model.named_parameters():
+            if not torch.isfinite(param).all():
+                raise DivergenceError(
+                    f"training diverged at step {step}: {name}.{pname} holds NaN/inf. The last "
+                    "good checkpoint is kept; lower the learning rate, raise the gradient "
+                    "clipping or R1 weight, and resume."
+                )
+    check_finite(step, probes or {}, limit)
 
 
 def check_finite(step: int, losses: dict[str, float], limit: float = 1e4) -> None:

@@ -131,5 +131,5 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="corrupt or not a ddgan_core checkpoint"):
         ddpm.load_model(bad, "cpu")
     torch.save({"weights": 1}, bad)
-    with pytest.raises(CheckpointError, match="not a DDPM checkpoint"):
+    with pytest.raises(CheckpointError, match="not a DDPM model file"):
         ddpm.load_model(bad, "cpu")

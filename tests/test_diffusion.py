@@ -514,8 +514,12 @@ def test_schedule_errors():
         make_beta_schedule("linear", 100, beta_end=float("nan"))
     with pytest.raises(ValueError, match=r"option 'beta_min' is not accepted.*'linear'"):
         make_beta_schedule("linear", 100, beta_min=0.1)
-    with pytest.raises(ValueError, match=r"num_timesteps=10.*betas must lie in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"num_timesteps=10.*betas must lie in \(0, 1\)"):
         make_beta_schedule("linear", 10)  # 0.02 * 1000 / 10 = 2 > 1
+    # T = 20 ends at beta = 1 exactly: abar_T = 0, infinite x0-from-eps coefficients, NaN samples
+    with pytest.raises(ValueError, match=r"num_timesteps=20.*needs num_timesteps >= 21"):
+        make_beta_schedule("linear", 20)
+    assert make_beta_schedule("linear", 21).max() < 1.0
 
 
 @pytest.mark.parametrize("betas", [[0.1, 0.0], [0.1, 1.5], [0.1, float("nan")], [[0.1]], []])

@@ -142,6 +142,13 @@ class UNet(nn.Module):
                 f"image_size={image_size} must be divisible by 2**(len(channels)-1) "
                 f"= {2 ** (len(channels) - 1)}"
             )
+        sizes = [image_size // 2**i for i in range(len(channels))]
+        if any(isinstance(r, bool) or not isinstance(r, int) or r not in sizes
+               for r in attention_resolutions):
+            raise ValueError(
+                f"attention_resolutions={list(attention_resolutions)} must list resolutions of "
+                f"this UNet, a subset of {sizes} (ddpm_attention in the profiles)"
+            )
         self.z_dim = z_dim
         base = channels[0]
         temb_dim = 4 * base
