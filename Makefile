@@ -1,5 +1,6 @@
-# The two commands of the README: `make book` and `make test`. Both create the virtual
-# environment on first use and reuse it afterwards.
+# The two commands of the README: `make book` and `make test`. Both check first (in a second,
+# without torch) that FashionMNIST is here, then create the virtual environment on first use and
+# reuse it afterwards.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -7,7 +8,7 @@ STAMP := $(VENV)/.installed
 MATHJAX := .cache/mathjax/node_modules/mathjax/es5/tex-mml-chtml.js
 PROFILE ?= cpu
 
-.PHONY: book test lint sync reproduce clean wheels
+.PHONY: book test data-check data lint sync reproduce clean wheels
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,16 +20,24 @@ $(STAMP): pyproject.toml
 $(MATHJAX):
 	npm install --silent --no-audit --no-fund --prefix .cache/mathjax mathjax@3.2.2
 
+# FashionMNIST found and verified (standard library only: runs before the environment exists).
+data-check:
+	@$(PYTHON) tools/check_data.py
+
+# Fetch FashionMNIST when missing: the Debian package as root, else torchvision's download.
+data: $(STAMP)
+	$(PY) -m ddgan_core data --download
+
 # Execute every chapter with the cpu profile (from the committed result cache) and build strictly.
-book: $(STAMP)
+book: data-check $(STAMP)
 	$(PY) -m ddgan_core.book --profile $(PROFILE)
 
 # Unit tests, lint, smoke execution of every chapter, strict build and the browser check.
-test: $(STAMP) $(MATHJAX)
+test: data-check $(STAMP) $(MATHJAX)
 	$(PY) -m pytest
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check ddgan_core tests notebooks benchmarks
+	$(VENV)/bin/ruff check ddgan_core tests notebooks benchmarks tools
 
 # Regenerate the paired .ipynb files (no outputs) from the jupytext sources.
 sync: $(STAMP)

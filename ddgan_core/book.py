@@ -2,15 +2,21 @@
 
 ``python -m ddgan_core.book --profile cpu`` executes every chapter of ``_toc.yml`` in order, from
 its jupytext source ``notebooks/<name>.py`` into ``book/executed/<name>.ipynb``, then runs a strict
-``jupyter-book build . -W -n --keep-going``. A failing notebook stops the build and prints the
-notebook, the cell and the error. The executed notebooks read the result cache, so with the
-committed reference results rendering takes minutes.
+``jupyter-book build . -W -n --keep-going``. The executed notebooks read the result cache, so with
+the committed reference results rendering takes minutes.
+
+Every parameter override is checked (its name, and its type against the notebook's default and
+the profile) before the first chapter runs. A chapter executes into a hidden file beside its
+output and is renamed into place only on success: a failing notebook stops the run before the
+build, prints the notebook, the cell and the error, keeps the last good executed notebook and
+leaves the partial one as ``book/executed/<name>.failed.ipynb`` (git-ignored, never rendered).
+On a terminal papermill shows a progress bar of the cells; otherwise one line per chapter.
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
+import copy
 import os
 import shutil
 import subprocess
@@ -20,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from .cache import ENV_VAR as CACHE_ENV_VAR
-from .cache import repo_root
-from .profiles import PROFILES, parse_assignments
+from .cache import atomic_write_bytes, repo_root
+from .profiles import PROFILES, apply_overrides
 
 EXECUTED = Path("book") / "executed"
 KERNEL = "python3"
@@ -77,8 +83,67 @@ def notebook_parameters(source: Path) -> dict[str, Any]:
     raise ValueError(f"{source}: no code cell tagged 'parameters' (papermill needs one)")
 
 
+def profile_keywords(source: Path, names: set[str]) -> dict[str, str]:
+    """Parameters that the notebook passes on as a profile key, e.g. ``{"num_timesteps":
+    "forward_timesteps"}`` from ``get_profile(profile, forward_timesteps=num_timesteps)``."""
+    import jupytext
+
+    profile_keys = set().union(*PROFILES.values())
+    found: dict[str, str] = {}
+    for cell in jupytext.read(source).cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:  # IPython magics: such a cell cannot pass parameters on anyway
+            continue
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            for keyword in node.keywords:
+                value = keyword.value
+                if (keyword.arg in profile_keys and isinstance(value, ast.Name)
+                        and value.id in names):
+                    found.setdefault(value.id, keyword.arg)
+    return found
+
+
+def check_parameter_values(
+    source: Path, parameters: dict[str, Any], known: dict[str, Any] | None = None
+) -> None:
+    """Reject a parameter value of the wrong type before the notebook runs (one line).
+
+    A value (``None`` means "from the profile" and is never checked) must fit the type of the
+    notebook's default when that is not ``None`` and, when the parameter is a profile key or is
+    passed on to one (see :func:`profile_keywords`), :func:`profiles.apply_overrides` on a copy
+    of the profile. Other parameters are passed as given.
+    """
+    known = notebook_parameters(source) if known is None else known
+    profile_name = parameters.get("profile", known.get("profile"))
+    if profile_name not in PROFILES:
+        raise ValueError(f"profile={profile_name!r} is unknown; valid profiles: {sorted(PROFILES)}")
+    profile = copy.deepcopy(PROFILES[profile_name])
+    passed_on = profile_keywords(source, set(parameters) - {"profile"})
+    for name, value in parameters.items():
+        if name == "profile" or value is None:
+            continue
+        key = name if name in profile else passed_on.get(name)
+        try:
+            if known.get(name) is not None:
+                apply_overrides({name: known[name]}, {name: value})
+            if key is not None:
+                apply_overrides(profile, {key: value})
+        except ValueError as err:
+            via = f" (passed to the profile as {key})" if key not in (None, name) else ""
+            raise ValueError(
+                f"{source.name}: {name}={value!r}{via} is not valid with profile "
+                f"{profile_name!r}: {err}"
+            ) from None
+
+
 def check_parameters(source: Path, parameters: dict[str, Any]) -> None:
-    """Reject parameter names the notebook does not declare, listing the ones it does."""
+    """Reject parameter names the notebook does not declare (listing the ones it does), an
+    unknown profile, and values of the wrong type (:func:`check_parameter_values`)."""
     known = notebook_parameters(source)
     unknown = sorted(set(parameters) - set(known))
     if unknown:
@@ -88,6 +153,27 @@ def check_parameters(source: Path, parameters: dict[str, Any]) -> None:
     profile = parameters.get("profile", known.get("profile"))
     if profile not in PROFILES:
         raise ValueError(f"profile={profile!r} is unknown; valid profiles: {sorted(PROFILES)}")
+    check_parameter_values(source, parameters, known)
+
+
+def failed_path(output: Path) -> Path:
+    """Where a failed run of ``output`` (``<name>.ipynb``) is left: ``<name>.failed.ipynb``."""
+    return output.with_name(f"{output.stem}.failed.ipynb")
+
+
+def _running_path(output: Path) -> Path:
+    """The hidden file papermill writes while ``output`` executes."""
+    return output.with_name(f".{output.stem}.running.ipynb")
+
+
+def _git_ignored(path: Path) -> bool:
+    """Whether git ignores ``path`` (``False`` outside a repository or without git)."""
+    try:
+        done = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=path.parent,
+                              capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
 
 
 def execute_notebook(
@@ -96,8 +182,18 @@ def execute_notebook(
     parameters: dict[str, Any],
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
+    progress: bool | None = None,
 ) -> Path:
-    """Execute one jupytext notebook with papermill; tag the injected cell for the book."""
+    """Execute one jupytext notebook with papermill into ``output``; tag the injected cell for
+    the book.
+
+    papermill writes into a hidden ``.<name>.running.ipynb`` beside ``output``, which replaces
+    ``output`` only when every cell succeeded (and a stale ``<name>.failed.ipynb`` is removed).
+    When a cell fails, :class:`NotebookFailed` names the notebook, the cell and the error, the
+    previous ``output`` (the last good one) is left as it was, and the partial notebook is kept
+    as ``<name>.failed.ipynb``. ``progress`` shows papermill's cell progress bar; by default
+    when stdout is a terminal.
+    """
     import jupytext
     import nbformat
     import papermill
@@ -105,6 +201,7 @@ def execute_notebook(
 
     check_parameters(source, parameters)
     output.parent.mkdir(parents=True, exist_ok=True)
+    running, failed = _running_path(output), failed_path(output)
     notebook = jupytext.read(source)
     notebook.metadata.setdefault(
         "kernelspec", {"name": KERNEL, "language": "python", "display_name": "Python 3"}
@@ -114,29 +211,44 @@ def execute_notebook(
     try:
         papermill.execute_notebook(
             notebook,
-            str(output),
+            str(running),
             parameters=parameters,
             kernel_name=KERNEL,
             cwd=str(cwd or repo_root()),
-            progress_bar=False,
+            progress_bar=sys.stdout.isatty() if progress is None else progress,
             log_output=False,
         )
-    except PapermillExecutionError as err:
-        raise NotebookFailed(
-            f"notebook {source} failed in cell {err.cell_index} "
-            f"(execution count {err.exec_count}):\n{err.source}\n{err.ename}: {err.evalue}\n"
-            f"The partly executed notebook is {output}."
-        ) from None
+    except BaseException as err:
+        if running.exists():
+            os.replace(running, failed)
+        if isinstance(err, PapermillExecutionError):
+            raise NotebookFailed(_failure_message(source, output, failed, err)) from None
+        raise
     finally:
         os.environ.clear()
         os.environ.update(old_env)
-    executed = nbformat.read(output, as_version=4)
+    executed = nbformat.read(running, as_version=4)
     for cell in executed.cells:
         tags = cell.metadata.setdefault("tags", [])
         if ("injected-parameters" in tags or "parameters" in tags) and "hide-input" not in tags:
             tags.append("hide-input")
-    nbformat.write(executed, output)
+    text = nbformat.writes(executed)
+    atomic_write_bytes(output, (text if text.endswith("\n") else text + "\n").encode())
+    running.unlink(missing_ok=True)
+    failed.unlink(missing_ok=True)
     return output
+
+
+def _failure_message(source: Path, output: Path, failed: Path, err: Any) -> str:
+    """What failed where, and which notebooks are left (the partial one, the last good one)."""
+    ignored = " (git-ignored, never rendered)" if _git_ignored(failed) else ""
+    kept = (f"the last good {output.name} is kept unchanged" if output.exists()
+            else f"{output.name} has no good version yet")
+    return (
+        f"notebook {source} failed in cell {err.cell_index} "
+        f"(execution count {err.exec_count}):\n{err.source}\n{err.ename}: {err.evalue}\n"
+        f"The partly executed notebook is {failed}{ignored}; {kept}."
+    )
 
 
 def copy_book_sources(destination: Path, root: Path | None = None) -> Path:
@@ -179,14 +291,13 @@ def run(
     """Execute the chapters with ``profile`` and build the book; returns the HTML folder.
 
     ``book_dir`` (default: the repository) is where the executed chapters and ``_build`` go; a
-    folder other than the repository receives a copy of the book's pages first.
+    folder other than the repository receives a copy of the book's pages first. Every override
+    is checked for every chapter (name and type) before the first one runs; the first failing
+    chapter stops the run before the build (see :func:`execute_notebook`).
     """
     if profile not in PROFILES:
         raise ValueError(f"profile={profile!r} is unknown; valid profiles: {sorted(PROFILES)}")
     root = repo_root()
-    book_dir = Path(book_dir) if book_dir is not None else root
-    if book_dir.resolve() != root.resolve():
-        copy_book_sources(book_dir, root)
     names = chapters(root)
     if only:
         missing = sorted(set(only) - set(names))
@@ -200,17 +311,19 @@ def run(
     if unknown:  # checked before any long work starts
         valid = sorted(set().union(*declared) - {"profile"})
         raise ValueError(f"unknown parameter name(s) {unknown}; valid names: {valid}")
+    chapter_parameters = [{k: v for k, v in parameters.items() if k in accepted}
+                          for accepted in declared]
+    for source, values in zip(sources, chapter_parameters):  # every value, before any chapter
+        check_parameters(source, values)
+    book_dir = Path(book_dir) if book_dir is not None else root
+    if book_dir.resolve() != root.resolve():
+        copy_book_sources(book_dir, root)
     env = {CACHE_ENV_VAR: str(cache_dir)} if cache_dir else {}
-    for index, (name, source, accepted) in enumerate(zip(names, sources, declared), 1):
+    for index, (name, source, values) in enumerate(zip(names, sources, chapter_parameters), 1):
         start = time.perf_counter()
         print(f"[{index}/{len(names)}] {name} (profile {profile}) ...", flush=True)
-        execute_notebook(
-            source,
-            book_dir / EXECUTED / f"{name}.ipynb",
-            {k: v for k, v in parameters.items() if k in accepted},
-            cwd=root,
-            env=env,
-        )
+        execute_notebook(source, book_dir / EXECUTED / f"{name}.ipynb", values, cwd=root,
+                         env=env)
         print(f"[{index}/{len(names)}] {name} done in {time.perf_counter() - start:.1f} s",
               flush=True)
     if not build:
@@ -219,27 +332,12 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m ddgan_core.book",
-        description="Execute every chapter with papermill, then build the book strictly.",
-    )
-    parser.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
-    parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
-                        help="notebook parameter override (repeatable)")
-    parser.add_argument("--only", action="append", metavar="CHAPTER",
-                        help="execute only this chapter (repeatable)")
-    parser.add_argument("--book-dir", type=Path, help="build elsewhere (a copy of the pages)")
-    parser.add_argument("--cache-dir", type=Path, help="result cache (default: results/)")
-    parser.add_argument("--no-build", action="store_true", help="execute notebooks only")
-    args = parser.parse_args(argv)
-    try:
-        html = run(args.profile, parse_assignments(args.overrides), args.only, args.book_dir,
-                   args.cache_dir, build=not args.no_build)
-    except (NotebookFailed, ValueError, FileNotFoundError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(f"book: {html / 'index.html'}")
-    return 0
+    """``python -m ddgan_core.book [options]``: the command line's ``book`` command
+    (:mod:`ddgan_core.cli` defines its options once); exit 1 when a chapter or the build fails,
+    2 on a malformed command line."""
+    from .cli import main as cli_main
+
+    return cli_main(["book", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

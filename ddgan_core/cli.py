@@ -1,23 +1,77 @@
 """The command line: ``python -m ddgan_core <command>`` (also installed as ``ddgan``).
 
-Commands:
-  profiles                         print every profile's parameters
-  reproduce --profile P            compute every experiment of a profile, pack an archive
-  unpack ARCHIVE                   merge a results archive into the cache
-  sweep NOTEBOOK -p NAME V1 V2 ... papermill over a grid, glued numbers into CSV + plot
-  eval --samples FILE.npz          FID, KID, precision/recall, density/coverage
-  train classifier|ddpm|ddgan      train the feature extractor, a DDPM or a DDGAN (--profile P)
-  sample --checkpoint PATH ...     draw samples of a DDPM or DDGAN model file into an .npz
-  book --profile P                 execute the chapters and build the book
+Every parser of the project is defined here, once (:func:`build_parser`), with argparse
+subcommands: ``data``, ``profiles``, ``train {classifier,ddpm,ddgan}``, ``sample``, ``eval``,
+``book``, ``sweep``, ``reproduce`` and ``unpack``. The older entry points
+(``python -m ddgan_core.book``, :func:`metrics.evaluate.cli_eval`,
+:func:`metrics.features.cli_train_classifier`) parse with :func:`command_parser` and run the same
+handlers. A handler checks its input and then calls the module that does the work.
+
+Bad input (a refused option, a wrong value, a missing file) is one ``error: ...`` line on stderr
+and exit status 2, before any long work. Exceptions: ``data`` exits 1 when FashionMNIST is
+missing or corrupt (printing the fixes), ``book`` exits 1 when a chapter or the build fails, and
+``unpack`` exits 1 when an entry of the archive was skipped as corrupt.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
+from . import __version__
 from .profiles import PROFILES, describe, parse_assignments
+
+PROG = "python -m ddgan_core"
+TRAINABLE = ("classifier", "ddpm", "ddgan")
+
+
+class UsageError(ValueError):
+    """argparse refused the command line (unknown option, missing or malformed argument)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors raise :class:`UsageError` (one line, handled like any
+    other bad input) instead of printing the usage and exiting; ``--help`` still exits 0."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix(PROG).strip()
+        where = f"{command}: " if command else ""
+        raise UsageError(f"{where}{message} (see {self.prog} --help)")
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter with room for the command names before their help (argparse sizes
+    that column by the options only, and wraps ``reproduce`` onto a line of its own)."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog)
+        self._action_max_length = 16
+
+
+# ----------------------------------------------------------------------------------------------
+# handlers: input checks, then the module that does the work
+
+
+def _profiles(args: argparse.Namespace) -> int:
+    print(describe())
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    from . import data
+
+    try:
+        found = data.ensure_dataset(args.root, download=args.download, apt=args.apt)
+    except (data.DatasetNotFoundError, data.DatasetCorruptError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    for split, directory in found.items():
+        names = ", ".join(data.FILES[split])
+        print(f"FashionMNIST {split}: {directory.resolve()} ({names}; MD5 verified)")
+    return 0
 
 
 def _reproduce(args: argparse.Namespace) -> int:
@@ -45,48 +99,91 @@ def _unpack(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from .sweep import run_sweep
+    from . import sweep
 
     grid = {}
     for spec in args.param:
         if len(spec) < 2:
             raise ValueError(f"-p {' '.join(spec)}: expected NAME VALUE [VALUE ...]")
         grid[spec[0]] = [parse_assignments([f"v={v}"])["v"] for v in spec[1:]]
-    run_sweep(args.notebook, grid, args.profile, args.out)
+    sweep.run_sweep(args.notebook, grid, args.profile, args.out)
     return 0
 
 
-def _eval(argv: list[str]) -> int:
-    from .metrics.evaluate import cli_eval
+def run_book(args: argparse.Namespace) -> int:
+    """``book``: execute the chapters and build; a failure is one ``error:`` line and exit 1."""
+    from . import book
 
-    return cli_eval(argv) or 0
+    try:
+        html = book.run(args.profile, parse_assignments(args.overrides), args.only,
+                        args.book_dir, args.cache_dir, build=not args.no_build)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:  # NotebookFailed included
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"book: {html / 'index.html'}")
+    return 0
 
 
-TRAINABLE = ("classifier", "ddpm", "ddgan")
+def run_eval(args: argparse.Namespace) -> int:
+    """``eval``: every input (``--k``, ``--n``, the samples path, its dtype, shape and values) is
+    checked before any feature is extracted; a bad one raises ``ValueError`` in one line."""
+    from .metrics import evaluate
+
+    evaluate.check_positive("--k ", args.k, "the number of nearest neighbours")
+    if args.n is not None:
+        evaluate.check_positive("--n ", args.n, "the number of images")
+    if not Path(args.samples).exists():
+        raise evaluate.SamplesNotFoundError(
+            f"--samples {args.samples}: not found (expected {evaluate._SOURCES})")
+    try:
+        result = evaluate.evaluate_samples(
+            args.samples, n=args.n, k=args.k, device=args.device, inception=args.inception,
+            cache_dir=args.cache_dir, value_range=args.value_range,
+        )
+    except ValueError as err:  # name the options as the command line spells them
+        renamed = evaluate._cli_names(str(err))
+        if renamed == str(err):
+            raise
+        raise ValueError(renamed) from None
+    if args.json:
+        import json
+
+        print(json.dumps(result, indent=2, sort_keys=True))
+    else:
+        print(evaluate.format_report(result, source=args.samples))
+    return 0
 
 
-def _train(argv: list[str]) -> int:
-    if not argv or argv[0] in {"-h", "--help"}:
-        print(f"usage: python -m ddgan_core train {{{','.join(TRAINABLE)}}} [options]\n\n"
-              "classifier: the FID feature extractor; ddpm, ddgan: a model of a profile, into the "
-              "result cache or --out DIR (resumable: rerun the same command after an "
-              "interruption). See train <model> --help.")
-        return 0 if argv else 2
-    what, rest = argv[0], argv[1:]
-    if what == "classifier":
-        from .metrics.features import cli_train_classifier
+def run_train_classifier(args: argparse.Namespace) -> int:
+    """``train classifier``: refuses the pinned asset (without ``--overwrite-pinned``) before
+    minutes of training, then :func:`metrics.features.train_classifier`."""
+    from .metrics import features
 
-        return cli_train_classifier(rest) or 0
-    if what not in TRAINABLE:
-        raise ValueError(f"train {what!r}: unknown model; valid: {list(TRAINABLE)}")
-    parser = argparse.ArgumentParser(prog=f"python -m ddgan_core train {what}")
-    parser.add_argument("--profile", required=True, choices=sorted(PROFILES))
-    parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE")
-    parser.add_argument("--out", type=Path, help="train into this folder instead of the cache; "
-                        "an interrupted run resumes from its checkpoint there")
-    parser.add_argument("--cache-dir", type=Path)
-    parser.add_argument("--device")
-    args = parser.parse_args(rest)
+    out = args.out or (features.DEFAULT_CHECKPOINT if args.overwrite_pinned
+                       else features.DEFAULT_TRAIN_OUT)
+    manifest = args.manifest or out.with_suffix(".json")
+    features.check_not_pinned([out, manifest], args.overwrite_pinned)
+    info = features.train_classifier(
+        epochs=args.epochs, seed=args.seed, device=args.device, num_threads=args.threads,
+        out=out, manifest=manifest, overwrite_pinned=args.overwrite_pinned,
+    )
+    print(
+        f"saved {out} ({info['checkpoint_bytes']} bytes, sha256 {info['sha256']}); "
+        f"test accuracy {info['test_accuracy']:.4f}; {info['train_wall_time_s']} s on "
+        f"{info['device']}; manifest {manifest}"
+    )
+    if info["sha256"] != features.CHECKPOINT_SHA256:
+        print(
+            "note: the sha256 differs from the pinned CHECKPOINT_SHA256 in "
+            "ddgan_core/metrics/features.py; to evaluate with this checkpoint, install it with "
+            "--overwrite-pinned and update that constant (reference statistics are cached per "
+            "checksum, so they are recomputed)."
+        )
+    return 0
+
+
+def _train_model(args: argparse.Namespace) -> int:
+    """``train ddpm|ddgan``: profile, ``--out`` and ``--device`` checked before any work."""
     from .profiles import get_profile
 
     profile = get_profile(args.profile, **parse_assignments(args.overrides))
@@ -96,7 +193,7 @@ def _train(argv: list[str]) -> int:
         from .training import pick_device
 
         pick_device(args.device)  # a bad device fails here, before any work
-    if what == "ddpm":
+    if args.model == "ddpm":
         return _train_ddpm(profile, args)
     return _train_ddgan(profile, args)
 
@@ -133,14 +230,12 @@ def _train_ddgan(profile: dict, args: argparse.Namespace) -> int:
                   **{k: v for k, v in profile.items() if k.startswith("ddgan_")}}
         metrics = ddgan.train_ddgan(config, args.out, device=args.device)
         checkpoint = args.out / "generator_ema.pt"
-        summary = metrics
     else:
         result = ddgan_model(profile, ResultCache(args.cache_dir))
         metrics, checkpoint = result.metrics["train"], result.file("generator_ema.pt")
-        summary = metrics
-    print(f"trained {summary['train_steps']} generator steps ({summary['images_seen']:,} real "
-          f"images) in {summary['wall_time_s']:.0f} s; D loss {summary['loss_d']:.4f}, "
-          f"logit gap {summary['gap']:.4f}")
+    print(f"trained {metrics['train_steps']} generator steps ({metrics['images_seen']:,} real "
+          f"images) in {metrics['wall_time_s']:.0f} s; D loss {metrics['loss_d']:.4f}, "
+          f"logit gap {metrics['gap']:.4f}")
     print(f"checkpoint: {checkpoint}")
     return 0
 
@@ -164,33 +259,8 @@ def checkpoint_kind(path: Path) -> str:
     raise CheckpointError(f"{path} is not a model file that sample can use (format {fmt!r}){hint}")
 
 
-def _sample(argv: list[str]) -> int:
-    import io
-    import time
-
-    import numpy as np
-    import torch
-
-    from .cache import atomic_write_bytes
-    from .data import model_to_uint8
-
-    parser = argparse.ArgumentParser(
-        prog="python -m ddgan_core sample",
-        description="Draw samples from a DDPM (model_ema.pt) or DDGAN (generator_ema.pt) model "
-                    "file into an .npz (key 'images', uint8 [N, 28, 28]).")
-    parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--steps", type=int,
-                        help="DDPM: reverse steps K in [1, T] (default: all T); DDGAN: always T")
-    parser.add_argument("--sampler", default="ancestral", choices=["ancestral", "ddim"],
-                        help="DDPM only")
-    parser.add_argument("--eta", type=float, default=None,
-                        help="DDIM only: 0 (default) deterministic, 1 ancestral-like")
-    parser.add_argument("--n", type=int, required=True)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--device")
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
+def _check_sample_args(args: argparse.Namespace) -> None:
+    """Every ``sample`` option that can be checked without the model file (one-line errors)."""
     if args.out.suffix != ".npz":
         raise ValueError(f"--out {args.out}: samples are written as .npz")
     if args.out.is_dir():
@@ -213,8 +283,22 @@ def _sample(argv: list[str]) -> int:
         from .training import pick_device
 
         pick_device(args.device)
+
+
+def _sample(args: argparse.Namespace) -> int:
+    """``sample``: draw from a DDPM (``model_ema.pt``) or DDGAN (``generator_ema.pt``) model
+    file into an ``.npz``, written aside and renamed; NaN/inf samples are refused."""
+    import io
+    import time
+
+    import numpy as np
+    import torch
+
+    from .cache import atomic_write_bytes
+    from .data import model_to_uint8
+
+    _check_sample_args(args)
     kind = checkpoint_kind(args.checkpoint)
-    start = time.perf_counter()
     if kind == "ddpm":
         from . import ddpm
 
@@ -256,56 +340,277 @@ def _sample(argv: list[str]) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------------------
+# parsers: one definition of each
+
+
+def _command(sub: argparse._SubParsersAction, name: str, summary: str, description: str,
+             handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+    """A subcommand with a one-line ``summary`` (in the parent's help) and its own help."""
+    parser = sub.add_parser(name, help=summary, description=description,
+                            formatter_class=HelpFormatter)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    from .data import DEBIAN_DIR, DEBIAN_PACKAGE, ENV_VAR, TORCHVISION_DIR
+
+    parser = _command(
+        sub, "data", "check (or fetch) FashionMNIST and print where it is",
+        "Check that the four FashionMNIST files are found and match their official MD5 sums, "
+        f"and print where they are. Looked for in: --root DIR or ${ENV_VAR} (and DIR/"
+        f"FashionMNIST/raw), {TORCHVISION_DIR}, {DEBIAN_DIR}. When they are missing: with "
+        f"--download or --apt, as root with apt-get, `apt-get install -y {DEBIAN_PACKAGE}`; "
+        "then, with --download, torchvision's download. Otherwise (or if that fails) exit 1 "
+        "with the three fixes. Nothing is installed or downloaded without a flag.",
+        _data,
+    )
+    parser.add_argument("--download", action="store_true",
+                        help="when missing: the Debian package (as root), else download with "
+                        f"torchvision into DIR/FashionMNIST/raw (--root) or {TORCHVISION_DIR} "
+                        "(needs internet)")
+    parser.add_argument("--apt", action="store_true",
+                        help=f"when missing: install the Debian package {DEBIAN_PACKAGE} "
+                        "(root and apt-get only); no download")
+    parser.add_argument("--root", type=Path, default=None, metavar="DIR",
+                        help="look here first (DIR or DIR/FashionMNIST/raw); --download saves "
+                        "into DIR/FashionMNIST/raw")
+
+
+def _add_profiles(sub: argparse._SubParsersAction) -> None:
+    _command(sub, "profiles", "print every profile's parameters",
+             "Print a table of every parameter of every profile (smoke: seconds, tests only; "
+             "cpu: the reference run on a 2-core CPU; full: paper scale on one GPU).", _profiles)
+
+
+def _add_profile_options(parser: argparse.ArgumentParser, required: bool = True,
+                         default: str | None = None, what: str = "") -> None:
+    """``--profile`` and ``--set KEY=VALUE`` (overrides of the profile's parameters)."""
+    parser.add_argument("--profile", required=required, default=default,
+                        choices=sorted(PROFILES),
+                        help="the profile (see the profiles command)"
+                        + (f"; default: {default}" if default else ""))
+    parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
+                        help=f"override {what or 'a profile parameter'} (value parsed as JSON "
+                        "when possible; repeatable)")
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser(
+        "train", help="train the feature extractor, a DDPM or a DDGAN",
+        formatter_class=HelpFormatter,
+        description="Train a model. classifier: the FID feature extractor; ddpm, ddgan: the "
+        "model of a profile, into the result cache or --out DIR (resumable: rerun the same "
+        "command after an interruption). See train MODEL --help.")
+    models = train.add_subparsers(dest="model", metavar="MODEL", required=True)
+    _add_train_classifier(models)
+    for name, title, checkpoint in (("ddpm", "a DDPM", "model_ema.pt"),
+                                    ("ddgan", "a Denoising Diffusion GAN", "generator_ema.pt")):
+        parser = _command(
+            models, name, f"train {title} of a profile",
+            f"Train {title} with a profile's parameters, into the result cache (the entry the "
+            f"book reads) or into --out DIR. Checkpoints are written as it goes; after an "
+            f"interruption the same command resumes. The model file is {checkpoint}.",
+            _train_model,
+        )
+        _add_profile_options(parser)
+        parser.add_argument("--out", type=Path,
+                            help="train into this folder instead of the cache; an interrupted "
+                            "run resumes from its checkpoint there")
+        parser.add_argument("--cache-dir", type=Path,
+                            help="result cache (default: $DDGAN_CACHE_DIR or results/)")
+        parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
+
+
+def _add_train_classifier(models: argparse._SubParsersAction) -> None:
+    from .metrics.features import DEFAULT_CHECKPOINT, DEFAULT_TRAIN_CONFIG, DEFAULT_TRAIN_OUT
+
+    parser = _command(
+        models, "classifier", "train the FashionMNIST feature extractor of the metrics",
+        "Train the FashionMNIST feature extractor used by FID/KID/PR metrics. The result goes "
+        f"to {DEFAULT_TRAIN_OUT} under the working directory unless --out is given; the pinned "
+        "extractor inside the package is replaced only with --overwrite-pinned.",
+        run_train_classifier,
+    )
+    parser.add_argument("--epochs", type=int, default=DEFAULT_TRAIN_CONFIG["epochs"],
+                        help=f"training epochs (default: {DEFAULT_TRAIN_CONFIG['epochs']})")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument(
+        "--device", default="cpu",
+        help="cpu (default: the pinned checkpoint was trained on CPU, which reproduces it byte "
+        "for byte) or cuda (faster; a different, equally valid file with its own checksum)",
+    )
+    parser.add_argument("--threads", type=int, default=DEFAULT_TRAIN_CONFIG["num_threads"],
+                        help="CPU threads (default: "
+                        f"{DEFAULT_TRAIN_CONFIG['num_threads']}, for a reproducible file)")
+    parser.add_argument(
+        "--out", type=Path, default=None,
+        help=f"checkpoint path (default: {DEFAULT_TRAIN_OUT}; with --overwrite-pinned: the "
+        "pinned asset in the package)",
+    )
+    parser.add_argument("--manifest", type=Path, default=None,
+                        help="manifest path (default: the checkpoint path with .json)")
+    parser.add_argument(
+        "--overwrite-pinned", action="store_true",
+        help=f"allow writing over the pinned extractor {DEFAULT_CHECKPOINT.name} in the package "
+        "(then update CHECKPOINT_SHA256 if the checksum changes)",
+    )
+
+
+def _add_sample(sub: argparse._SubParsersAction) -> None:
+    parser = _command(
+        sub, "sample", "draw samples of a DDPM or DDGAN model file into an .npz",
+        "Draw samples from a DDPM (model_ema.pt) or DDGAN (generator_ema.pt) model file into an "
+        ".npz (key 'images', uint8 [N, 28, 28], with nfe, seconds, sampler, steps, seed, model).",
+        _sample,
+    )
+    parser.add_argument("--checkpoint", type=Path, required=True,
+                        help="model_ema.pt (DDPM) or generator_ema.pt (DDGAN)")
+    parser.add_argument("--steps", type=int,
+                        help="DDPM: reverse steps K in [1, T] (default: all T); DDGAN: always T")
+    parser.add_argument("--sampler", default="ancestral", choices=["ancestral", "ddim"],
+                        help="DDPM only (default: ancestral)")
+    parser.add_argument("--eta", type=float, default=None,
+                        help="DDIM only: 0 (default) deterministic, 1 ancestral-like")
+    parser.add_argument("--n", type=int, required=True, help="number of images (>= 1)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--batch-size", type=int, default=1000,
+                        help="images per batch (default: 1000)")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="the .npz to write (its folder must exist)")
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    from .metrics.evaluate import _SHAPES, _SOURCES, VALUE_RANGES, VALUE_RULE
+
+    parser = _command(
+        sub, "eval", "FID, KID, precision/recall, density/coverage of a samples file",
+        "FID/KID/precision/recall/density/coverage of generated FashionMNIST images on the "
+        f"project's classifier features, beside the real-data floor. Values: {VALUE_RULE}.",
+        run_eval,
+    )
+    parser.add_argument("--samples", required=True,
+                        help=f"{_SOURCES}; images {_SHAPES}, uint8 0..255 or float in [-1, 1]")
+    parser.add_argument("--n", type=int, default=None,
+                        help="use the first N images (N >= 1; default: all)")
+    parser.add_argument("--k", type=int, default=5,
+                        help="nearest neighbours for PR/DC (K >= 1, fewer than the images; "
+                        "default: 5)")
+    parser.add_argument(
+        "--range", dest="value_range", choices=VALUE_RANGES, default="-11",
+        help="range of float images: -11 (default) for [-1, 1]; 01 for [0, 1], mapped by "
+        "x * 2 - 1 (floats all in [0, 1] are refused as ambiguous without --range 01; "
+        "uint8 images are always 0..255)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--inception", default=None,
+                        help="Inception weights file or folder (default: $DDGAN_INCEPTION_WEIGHTS)")
+    parser.add_argument("--device", default=None,
+                        help="cpu, cuda or cuda:N (default: cuda if available)")
+    parser.add_argument("--cache-dir", default=None,
+                        help="reference-statistics cache (default: $DDGAN_CACHE_DIR or results/)")
+
+
+def _add_book(sub: argparse._SubParsersAction) -> None:
+    parser = _command(
+        sub, "book", "execute the chapters and build the book",
+        "Execute every chapter with papermill (a profile and overrides), then build the book "
+        "strictly into _build/html. Every override is checked before the first chapter runs; "
+        "a failing chapter stops the run (exit 1) and keeps the last good executed notebook. "
+        "Same as python -m ddgan_core.book.",
+        run_book,
+    )
+    _add_profile_options(parser, required=False, default="cpu", what="a notebook parameter")
+    parser.add_argument("--only", action="append", metavar="CHAPTER",
+                        help="execute only this chapter (repeatable)")
+    parser.add_argument("--book-dir", type=Path, help="build elsewhere (a copy of the pages)")
+    parser.add_argument("--cache-dir", type=Path, help="result cache (default: results/)")
+    parser.add_argument("--no-build", action="store_true", help="execute notebooks only")
+
+
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    parser = _command(
+        sub, "sweep", "run a chapter over a parameter grid into a CSV and a plot",
+        "Execute a chapter once per point of a parameter grid (several -p make a grid), read "
+        "every number it glues and write results.csv and plot.png. Every value is checked "
+        "before the first point runs.",
+        _sweep,
+    )
+    parser.add_argument("notebook", help="a chapter, e.g. notebooks/01_forward_process")
+    parser.add_argument("-p", "--param", nargs="+", action="append", required=True,
+                        metavar="NAME VALUE", help="parameter and its values (repeat for a grid)")
+    parser.add_argument("--profile", required=True, choices=sorted(PROFILES),
+                        help="the profile of every point (smoke numbers mean nothing)")
+    parser.add_argument("--out", type=Path,
+                        help="output folder (default: sweeps/<chapter>/<date-time>)")
+
+
+def _add_reproduce(sub: argparse._SubParsersAction) -> None:
+    parser = _command(
+        sub, "reproduce", "compute every experiment of a profile, optionally pack an archive",
+        "Compute (or load from the result cache) every experiment of a profile without "
+        "Jupyter; with --archive, pack every complete entry into a .tar.gz for unpack.",
+        _reproduce,
+    )
+    _add_profile_options(parser)
+    parser.add_argument("--only", action="append", metavar="EXPERIMENT",
+                        help="compute only this experiment (repeatable)")
+    parser.add_argument("--archive", type=Path, help="pack the results into this .tar.gz")
+    parser.add_argument("--cache-dir", type=Path, help="result cache (default: results/)")
+    parser.add_argument("--budget-minutes", type=float,
+                        help="start nothing new after this long; finished entries are kept")
+
+
+def _add_unpack(sub: argparse._SubParsersAction) -> None:
+    parser = _command(
+        sub, "unpack", "merge a results archive into the cache (verified)",
+        "Merge a results archive (from reproduce --archive) into the cache. Each entry is "
+        "verified before it is merged and never replaces a good local entry; exit 1 when an "
+        "entry was skipped as corrupt.",
+        _unpack,
+    )
+    parser.add_argument("archive", type=Path, help="the .tar.gz to merge")
+    parser.add_argument("--cache-dir", type=Path, help="result cache (default: results/)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ddgan_core", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("profiles", help="print every profile's parameters")
+    """The whole command line: every command, each with its own ``--help``."""
+    parser = Parser(
+        prog=PROG, formatter_class=HelpFormatter,
+        description="DDGAN against DDPM on FashionMNIST: data, training, sampling, metrics, "
+        "the executable book and its result cache.",
+        epilog=f"Run '{PROG} COMMAND --help' for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"ddgan_core {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in (_add_data, _add_profiles, _add_train, _add_sample, _add_eval, _add_book,
+                _add_sweep, _add_reproduce, _add_unpack):
+        add(sub)
+    return parser
 
-    rep = sub.add_parser("reproduce", help="compute every experiment of a profile")
-    rep.add_argument("--profile", required=True, choices=sorted(PROFILES))
-    rep.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE")
-    rep.add_argument("--only", action="append", metavar="EXPERIMENT")
-    rep.add_argument("--archive", type=Path, help="pack the results into this .tar.gz")
-    rep.add_argument("--cache-dir", type=Path)
-    rep.add_argument("--budget-minutes", type=float,
-                     help="start nothing new after this long; finished entries are kept")
 
-    unp = sub.add_parser("unpack", help="merge a results archive into the cache")
-    unp.add_argument("archive", type=Path)
-    unp.add_argument("--cache-dir", type=Path)
-
-    swp = sub.add_parser("sweep", help="run a chapter over a parameter grid")
-    swp.add_argument("notebook")
-    swp.add_argument("-p", "--param", nargs="+", action="append", required=True,
-                     metavar="NAME VALUE", help="parameter and its values (repeat for a grid)")
-    swp.add_argument("--profile", default="smoke", choices=sorted(PROFILES))
-    swp.add_argument("--out", type=Path)
-
-    sub.add_parser("eval", help="metrics of a samples file (see eval --help)", add_help=False)
-    sub.add_parser("train", help="train a model (see train --help)", add_help=False)
-    sub.add_parser("sample", help="sample a checkpoint into .npz (see sample --help)",
-                   add_help=False)
-    sub.add_parser("book", help="execute chapters and build the book", add_help=False)
+def command_parser(*path: str) -> argparse.ArgumentParser:
+    """The parser of one command, e.g. ``command_parser("train", "classifier")``, for the entry
+    points that take that command's arguments only (``python -m ddgan_core.book``)."""
+    parser = build_parser()
+    for name in path:
+        choices = next(action.choices for action in parser._actions
+                       if isinstance(action, argparse._SubParsersAction))
+        parser = choices[name]
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default: ``sys.argv[1:]``) and run the command; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    passthrough = {"eval": _eval, "train": _train, "sample": _sample}
     try:
-        if argv and argv[0] in passthrough:
-            return passthrough[argv[0]](argv[1:])
-        if argv and argv[0] == "book":
-            from .book import main as book_main
-
-            return book_main(argv[1:])
-        args = build_parser().parse_args(argv)
-        if args.command == "profiles":
-            print(describe())
-            return 0
-        handlers = {"reproduce": _reproduce, "unpack": _unpack, "sweep": _sweep}
-        return handlers[args.command](args)
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as done:  # --help and --version print and exit 0
+            return int(done.code or 0)
+        return args.handler(args)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

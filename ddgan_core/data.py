@@ -11,7 +11,9 @@ Sources are tried in this order (the first that has the four files wins):
 4. torchvision's download into ``./data``, only when the caller passes ``download=True``.
 
 Each directory may hold the IDX files plain or gzip-compressed. The decompressed bytes are
-checked against the official MD5 sums before use.
+checked against the official MD5 sums before use. ``python -m ddgan_core data`` checks all four
+files (:func:`verify_dataset`) and, when asked, fetches them (:func:`ensure_dataset`: the Debian
+package, then torchvision's download); ``tools/check_data.py`` is the same check without torch.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import shutil
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -54,12 +59,17 @@ class DatasetCorruptError(ValueError):
     """Raised when a FashionMNIST file does not match its official checksum or format."""
 
 
+DEBIAN_PACKAGE = "dataset-fashion-mnist"
+TORCHVISION_DIR = Path("data") / "FashionMNIST" / "raw"
+
+
 def _fix_hint() -> str:
     return (
-        "Fix it in one of three ways: (1) `apt-get install dataset-fashion-mnist` (Debian/Ubuntu, "
-        f"installs into {DEBIAN_DIR}); (2) put the four IDX files (plain or .gz) in a directory "
-        f"and pass root=DIR or set {ENV_VAR}=DIR; (3) on a machine with internet, call "
-        "load_fashion_mnist(download=True) to let torchvision download them."
+        f"Fix it in one of three ways: (1) `apt-get install {DEBIAN_PACKAGE}` (Debian/Ubuntu, as "
+        f"root; installs into {DEBIAN_DIR}); (2) on a machine with internet, `python -m ddgan_core "
+        f"data --download` (or load_fashion_mnist(download=True)) lets torchvision download them "
+        f"into {TORCHVISION_DIR}; (3) copy the four IDX files (plain or .gz) into "
+        f"{TORCHVISION_DIR}, or into a directory DIR and pass root=DIR or set {ENV_VAR}=DIR."
     )
 
 
@@ -80,7 +90,7 @@ def _candidate_dirs(root: str | os.PathLike | None) -> list[Path]:
         bases.append(Path(env))
     for base in bases:
         dirs += [base, base / "FashionMNIST" / "raw"]
-    dirs += [Path("data") / "FashionMNIST" / "raw", DEBIAN_DIR]
+    dirs += [TORCHVISION_DIR, DEBIAN_DIR]
     return dirs
 
 
@@ -209,6 +219,82 @@ def _download(root: str | os.PathLike | None) -> Path:
     FashionMNIST(str(base), train=True, download=True)
     FashionMNIST(str(base), train=False, download=True)
     return base / "FashionMNIST" / "raw"
+
+
+def verify_dataset(root: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Find both splits (as :func:`find_dataset_dir`) and check all four files' MD5 sums.
+
+    Returns ``{split: directory}``; raises :class:`DatasetNotFoundError` (every place tried and
+    the fixes) or :class:`DatasetCorruptError`. Reads and decompresses the files (under a second).
+    """
+    found = {}
+    for split in SPLITS:
+        directory = find_dataset_dir(split, root)
+        for name in FILES[split]:
+            _read_verified(_find_file(directory, name), name, verify=True)
+        found[split] = directory
+    return found
+
+
+def can_install_debian_package() -> str | None:
+    """``None`` when :func:`install_debian_package` can run (root and ``apt-get`` on the PATH),
+    else why not."""
+    if shutil.which("apt-get") is None:
+        return "apt-get is not available (not a Debian/Ubuntu system)"
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return f"installing {DEBIAN_PACKAGE} needs root (run as root, or use sudo apt-get)"
+    return None
+
+
+def install_debian_package(log: Callable[[str], None] = print) -> bool:
+    """``apt-get install -y dataset-fashion-mnist`` (after ``apt-get update`` when the package
+    lists do not know it yet); ``True`` when it succeeded. Only ever called on request."""
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", DEBIAN_PACKAGE]
+    log(f"$ {' '.join(install)}")
+    if subprocess.run(install, env=env).returncode == 0:
+        return True
+    log("$ apt-get update -q")
+    if subprocess.run(["apt-get", "update", "-q"], env=env).returncode != 0:
+        return False
+    log(f"$ {' '.join(install)}")
+    return subprocess.run(install, env=env).returncode == 0
+
+
+def ensure_dataset(
+    root: str | os.PathLike | None = None,
+    download: bool = False,
+    apt: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict[str, Path]:
+    """:func:`verify_dataset`, fetching the files first when they are missing and it is asked to.
+
+    In order: the Debian package (only with ``apt`` or ``download``, as root with ``apt-get``),
+    then torchvision's download into ``root`` or ``./data`` (only with ``download``). Nothing is
+    installed or downloaded without one of the two flags; when the files are still missing,
+    :class:`DatasetNotFoundError` names every place tried and the fixes.
+    """
+    try:
+        return verify_dataset(root)
+    except DatasetNotFoundError as err:
+        missing = err
+    if apt or download:
+        why_not = can_install_debian_package()
+        if why_not is None:
+            log(f"FashionMNIST not found; installing the Debian package {DEBIAN_PACKAGE}")
+            if install_debian_package(log) and all(
+                _find_file(DEBIAN_DIR, name) for names in FILES.values() for name in names
+            ):
+                return verify_dataset(root)
+            log(f"apt-get could not install {DEBIAN_PACKAGE}")
+        else:
+            log(f"skipping the Debian package: {why_not}")
+    if download:
+        base = Path(root) if root is not None else Path("data")
+        log(f"downloading FashionMNIST with torchvision into {base / 'FashionMNIST' / 'raw'}")
+        _download(root)
+        return verify_dataset(root)
+    raise missing
 
 
 def batches(

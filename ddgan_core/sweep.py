@@ -3,6 +3,12 @@
 ``python -m ddgan_core sweep notebooks/01_forward_process -p num_timesteps 100 1000`` executes
 the notebook once per value (several ``-p`` make a grid), reads every value the notebook glued
 (``myst_nb.glue``), and writes ``results.csv`` and ``plot.png`` into the output folder.
+
+Every value of the grid is checked against the notebook's parameters (name, and type against
+the notebook's default and the profile) before the first point runs, so a typo fails at once
+in one line. Every file is written aside and renamed into place: the executed notebooks (see
+:func:`book.execute_notebook`; a failed point is left as ``point_NNN.failed.ipynb``), the CSV and
+the plot.
 """
 
 from __future__ import annotations
@@ -10,13 +16,14 @@ from __future__ import annotations
 import ast
 import csv
 import datetime as _dt
+import io
 import itertools
 import json
 from pathlib import Path
 from typing import Any
 
 from .book import check_parameters, execute_notebook, notebook_parameters
-from .cache import repo_root
+from .cache import atomic_write_bytes, repo_root
 
 
 def glued_values(notebook_path: Path) -> dict[str, Any]:
@@ -56,13 +63,20 @@ def _parse_number(text: str) -> Any:
 
 
 def resolve_notebook(path: str | Path) -> Path:
+    """The jupytext source ``.py`` of ``path`` (with or without suffix, from the working
+    directory or the repository); else one ``FileNotFoundError`` line listing the chapters."""
     path = Path(path)
     root = repo_root()
     candidates = [path, path.with_suffix(".py"), root / path, (root / path).with_suffix(".py")]
     for candidate in candidates:
         if candidate.suffix == ".py" and candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"notebook {path}: no jupytext source found (tried {candidates})")
+    tried = ", ".join(dict.fromkeys(str(c) for c in candidates if c.suffix == ".py"))
+    available = ", ".join(f"notebooks/{p.stem}" for p in sorted(root.glob("notebooks/*.py")))
+    raise FileNotFoundError(
+        f"notebook {path}: no jupytext source found (tried {tried}); available: "
+        f"{available or 'none'}"
+    )
 
 
 def run_sweep(
@@ -71,7 +85,11 @@ def run_sweep(
     profile: str = "smoke",
     out_dir: Path | None = None,
 ) -> tuple[Path, Path]:
-    """Execute ``notebook`` at every point of ``grid``; returns (CSV path, plot path)."""
+    """Execute ``notebook`` at every point of ``grid``; returns (CSV path, plot path).
+
+    Every point's names and values are checked (:func:`book.check_parameters`) before the first
+    one runs; the first failing point stops the sweep.
+    """
     source = resolve_notebook(notebook)
     if not grid:
         raise ValueError("a sweep needs at least one -p NAME VALUE [VALUE ...]")
@@ -91,19 +109,26 @@ def run_sweep(
         )
         rows.append({"profile": profile, **{k: point.get(k, defaults.get(k)) for k in grid},
                      **glued_values(executed)})
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    csv_path = out_dir / "results.csv"
-    with open(csv_path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    csv_path = write_csv(rows, out_dir / "results.csv")
     plot_path = plot_sweep(rows, list(grid), out_dir / "plot.png")
     print(f"sweep: {csv_path}\nsweep: {plot_path}")
     return csv_path, plot_path
 
 
+def write_csv(rows: list[dict[str, Any]], path: Path) -> Path:
+    """``rows`` as CSV (columns in order of first appearance), written atomically."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(path, buffer.getvalue().encode())
+    return path
+
+
 def plot_sweep(rows: list[dict[str, Any]], swept: list[str], path: Path) -> Path:
-    """One small panel per glued number, against the first swept parameter."""
+    """One small panel per glued number, against the first swept parameter (written
+    atomically as PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -136,6 +161,8 @@ def plot_sweep(rows: list[dict[str, Any]], swept: list[str], path: Path) -> Path
     if not metrics:
         axes.flat[0].text(0.5, 0.5, "no numeric glued values", ha="center")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
     return path

@@ -102,9 +102,9 @@ def test_browser_check_catches_a_broken_page(tmp_path):
 def test_sweep_over_two_values_writes_csv_and_plot(tmp_path, monkeypatch):
     monkeypatch.setenv("DDGAN_CACHE_DIR", str(tmp_path / "cache"))
     csv_path, plot_path = sweep.run_sweep(
-        "notebooks/01_forward_process", {"num_timesteps": [20, 200]}, "smoke", tmp_path / "s")
+        "notebooks/01_forward_process", {"num_timesteps": [30, 200]}, "smoke", tmp_path / "s")
     rows = list(csv.DictReader(open(csv_path)))
-    assert [r["num_timesteps"] for r in rows] == ["20", "200"]
-    assert [r["T"] for r in rows] == ["20.0", "200.0"]
+    assert [r["num_timesteps"] for r in rows] == ["30", "200"]
+    assert [r["T"] for r in rows] == ["30.0", "200.0"]
     assert all(0 < float(r["linear_snr1_frac"]) <= 1 for r in rows)
     assert plot_path.stat().st_size > 5_000

@@ -5,12 +5,15 @@ of PNGs or a sampler callable and returns FID, KID, precision, recall, density a
 the project's FashionMNIST features, each beside the real-data floor at the same sample count,
 with the extractor's name, checksum and test accuracy (and Inception FID when its weights are
 present).
+
+Pixel values (:data:`VALUE_RULE`): uint8 images are 0..255; float images must lie in [-1, 1];
+float images whose values all lie in [0, 1] are ambiguous and refused unless declared with
+``value_range="01"`` (``eval --range 01``). Every input is checked before any feature is
+extracted, and each problem is one ``ValueError`` line naming the parameter and what is allowed.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
 import time
@@ -39,92 +42,227 @@ from .fid import (
 )
 from .prdc import compute_prdc
 
-_FLOAT_EXPECTED = "float images in [-1, 1] of shape [N, 1, 28, 28] or uint8 [N, (1,) 28, 28]"
+#: How ``load_samples`` reads pixel values; ``value_range`` / ``--range`` picks the float rule.
+VALUE_RANGES = ("-11", "01")
+VALUE_RULE = (
+    "uint8 images are read as 0..255; float images must lie in [-1, 1] (the models' range), and "
+    "float images whose values all lie in [0, 1] (not all zero) are ambiguous and refused: save "
+    "uint8 0..255 or floats in [-1, 1], or pass --range 01 (value_range='01') to read floats "
+    "as [0, 1]"
+)
+_SHAPES = "[N, 28, 28] or [N, 1, 28, 28]"
+_SOURCES = "an .npz file with key 'images', an .npy file or a folder of PNGs"
+_TOLERANCE = 1e-3  # as features.check_images: float rounding at the ends of the range
 
 
-def _array_to_model(images, source: str) -> torch.Tensor:
-    from ddgan_core.data import uint8_to_model
+class SamplesNotFoundError(FileNotFoundError, ValueError):
+    """The samples path does not exist (a ``ValueError`` too, like every other input error)."""
 
+
+def check_positive(label: str, value, meaning: str) -> None:
+    """Raise ValueError (``"<label><value>: <meaning> must be an integer >= 1"``) unless
+    ``value`` is an integer >= 1; ``label`` is ``"k="`` in Python or ``"--k "`` on the CLI."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{label}{value!r}: {meaning} must be an integer >= 1")
+
+
+def check_value_range(value_range: str) -> None:
+    if value_range not in VALUE_RANGES:
+        raise ValueError(
+            f"value_range={value_range!r}: expected one of {', '.join(map(repr, VALUE_RANGES))} "
+            "(floats in [-1, 1], or floats in [0, 1])"
+        )
+
+
+def _as_tensor(images, where: str) -> torch.Tensor:
+    """``images`` as a uint8 or floating tensor, else one ValueError naming its dtype."""
     if isinstance(images, np.ndarray):
-        images = torch.from_numpy(np.ascontiguousarray(images))
+        if images.dtype == np.uint8 or images.dtype.kind == "f":
+            images = torch.from_numpy(np.ascontiguousarray(images))
+        else:
+            raise _dtype_error(where, str(images.dtype))
     if not isinstance(images, torch.Tensor):
-        raise ValueError(f"{source}: expected {_FLOAT_EXPECTED}, got {type(images).__name__}")
-    if images.dtype == torch.uint8:
-        if images.ndim == 4 and images.shape[1] == 1:
-            images = images[:, 0]
-        if images.ndim != 3:
-            raise ValueError(
-                f"{source}: expected {_FLOAT_EXPECTED}, got uint8 {tuple(images.shape)}"
-            )
-        return uint8_to_model(images)
-    if images.ndim == 3 and images.is_floating_point():
-        images = images[:, None]
+        raise ValueError(
+            f"{where} is a {type(images).__name__}; expected a uint8 or float array or tensor"
+        )
+    if images.dtype != torch.uint8 and not images.is_floating_point():
+        raise _dtype_error(where, str(images.dtype).removeprefix("torch."))
     return images
 
 
-def load_samples(source, n: int | None = None, batch_size: int = 1000) -> torch.Tensor:
-    """Generated images as float32 ``[N, 1, 28, 28]`` in [-1, 1] (CPU) from any source:
+def _dtype_error(where: str, dtype: str) -> ValueError:
+    hint = " (integer images 0..255: convert with .astype(np.uint8))" if "int" in dtype else ""
+    return ValueError(
+        f"{where} has dtype {dtype}; expected uint8 (0..255) or float ([-1, 1]){hint}"
+    )
 
-    * a tensor or numpy array (float in [-1, 1], or uint8 0..255);
-    * a path to an ``.npz`` file with key ``images`` (uint8 ``[N, 28, 28]`` / ``[N, 1, 28, 28]``,
-      or float in [-1, 1]), or to an ``.npy`` file;
+
+def _check_shape(images: torch.Tensor, where: str) -> torch.Tensor:
+    """``[N, 1, 28, 28]`` from ``[N, 28, 28]`` or ``[N, 1, 28, 28]``; else a ValueError."""
+    shape = tuple(images.shape)
+    if images.ndim == 3:
+        images = images[:, None]
+    if images.ndim != 4 or tuple(images.shape[1:]) != (1, 28, 28):
+        raise ValueError(f"{where} has shape {shape}; expected {_SHAPES}")
+    if images.shape[0] == 0:
+        raise ValueError(f"{where} holds no images (shape {shape})")
+    return images
+
+
+def _float_to_model(images: torch.Tensor, where: str, value_range: str,
+                    ambiguous_ok: bool = False) -> torch.Tensor:
+    """Float images checked against ``value_range`` (see :data:`VALUE_RULE`), as [-1, 1]."""
+    if not bool(torch.isfinite(images).all()):
+        raise ValueError(f"{where} holds NaN or infinite values")
+    lo, hi = float(images.min()), float(images.max())
+    if value_range == "01":
+        if lo < -_TOLERANCE or hi > 1 + _TOLERANCE:
+            raise ValueError(
+                f"{where}: value_range='01' needs float values in [0, 1], got values in "
+                f"[{lo:.4g}, {hi:.4g}]"
+            )
+        return images * 2 - 1
+    if lo < -1 - _TOLERANCE or hi > 1 + _TOLERANCE:
+        raise ValueError(
+            f"{where}: float values in [{lo:.4g}, {hi:.4g}] lie outside [-1, 1]; {VALUE_RULE}"
+        )
+    if not ambiguous_ok and lo >= 0 and hi > 0:
+        raise ValueError(
+            f"{where}: float values all in [0, 1] (min {lo:.4g}, max {hi:.4g}) are ambiguous "
+            "(the models' range is [-1, 1]); save uint8 0..255 or floats in [-1, 1], or pass "
+            "--range 01 (value_range='01') if these are [0, 1] images"
+        )
+    return images
+
+
+def _to_model(images, where: str, value_range: str = "-11",
+              ambiguous_ok: bool = False) -> torch.Tensor:
+    """Validated images (uint8 or float, see :data:`VALUE_RULE`) as float ``[N, 1, 28, 28]``."""
+    from ddgan_core.data import uint8_to_model
+
+    images = _check_shape(_as_tensor(images, where), where)
+    if images.dtype == torch.uint8:
+        return uint8_to_model(images)
+    return _float_to_model(images, where, value_range, ambiguous_ok).float()
+
+
+def load_samples(source, n: int | None = None, batch_size: int = 1000,
+                 value_range: str = "-11") -> torch.Tensor:
+    """Generated images as float32 ``[N, 1, 28, 28]`` in [-1, 1] from any source:
+
+    * a tensor or numpy array;
+    * a path to an ``.npz`` file with key ``images``, or to an ``.npy`` file;
     * a folder of PNG files (read in sorted name order as 8-bit grayscale);
     * a sampler callable ``fn(b) -> tensor in [-1, 1]``, called in batches of ``batch_size``
       until ``n`` images exist (``n`` is then required).
 
-    ``n`` keeps the first ``n`` images; asking for more than the source holds is an error.
+    Images are ``[N, 28, 28]`` or ``[N, 1, 28, 28]``. The value rule: uint8 images are read as
+    0..255; float images must lie in [-1, 1]; float images whose values all lie in [0, 1] (and
+    are not all zero) are ambiguous and raise ``ValueError`` asking for uint8 or [-1, 1]
+    floats, unless ``value_range="01"`` says that the floats are [0, 1] images (they are then
+    mapped by ``x * 2 - 1``). A sampler's output and a torch tensor (what the project's samplers
+    return) are taken as [-1, 1] as documented (checked for range, not for ambiguity: a barely
+    trained generator may well emit only positive values). NaN, other dtypes (integers other
+    than uint8, strings, objects) and other shapes raise ``ValueError`` with one line naming
+    the problem; a missing path raises :class:`SamplesNotFoundError` (a ``FileNotFoundError``
+    and a ``ValueError``).
+
+    ``n`` keeps the first ``n`` images; ``n < 1``, or more than the source holds, is an error.
     """
+    check_value_range(value_range)
+    if n is not None:
+        check_positive("n=", n, "the number of images")
     if callable(source) and not isinstance(source, (torch.Tensor, np.ndarray)):
         if n is None:
             raise ValueError("n (the number of images to draw) is required for a sampler")
-        chunks, have = [], 0
-        while have < n:
-            b = min(batch_size, n - have)
-            out = source(b)
-            if not isinstance(out, torch.Tensor) or out.shape[0] != b:
-                raise ValueError(
-                    f"sampler(b) must return a tensor with b={b} images, got "
-                    f"{getattr(out, 'shape', type(out).__name__)}"
-                )
-            chunks.append(out.detach().float().cpu())
-            have += b
-        images = torch.cat(chunks)
+        check_positive("batch_size=", batch_size, "the sampler's batch size")
+        images = _to_model(_draw(source, n, batch_size), "sampler output", value_range,
+                           ambiguous_ok=True)
     elif isinstance(source, (str, os.PathLike)):
-        images = _load_path(Path(source))
-    else:
-        images = _array_to_model(source, "samples")
+        images = _load_path(Path(source), value_range)
+    else:  # a model's tensor output is [-1, 1] by contract; numpy arrays come from files
+        images = _to_model(source, "samples", value_range,
+                           ambiguous_ok=isinstance(source, torch.Tensor))
     if n is not None:
         if images.shape[0] < n:
-            raise ValueError(f"asked for n={n} images but the source holds {images.shape[0]}")
+            count = images.shape[0]
+            raise ValueError(
+                f"n={n}: asked for {n} images but the source holds {count} images (allowed: "
+                f"1 to {count})"
+            )
         images = images[:n]
-    return images.float() if images.is_floating_point() else images
+    return images
 
 
-def _load_path(path: Path) -> torch.Tensor:
+def _draw(sampler, n: int, batch_size: int) -> torch.Tensor:
+    """``n`` images from ``sampler(b)`` in batches of at most ``batch_size`` (float, CPU)."""
+    chunks, have = [], 0
+    while have < n:
+        b = min(batch_size, n - have)
+        out = sampler(b)
+        if not isinstance(out, torch.Tensor) or out.shape[0] != b:
+            raise ValueError(
+                f"sampler(b) must return a tensor with b={b} images, got "
+                f"{getattr(out, 'shape', type(out).__name__)}"
+            )
+        chunks.append(out.detach().float().cpu())
+        have += b
+    return torch.cat(chunks)
+
+
+def _load_path(path: Path, value_range: str = "-11") -> torch.Tensor:
+    """Images from a PNG folder, an ``.npz`` file (key ``images``) or an ``.npy`` file."""
     if path.is_dir():
-        from PIL import Image
-
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".png")
-        if not files:
-            raise ValueError(f"{path}: folder holds no .png files")
-        arrays = []
-        for file in files:
-            with Image.open(file) as img:
-                arr = np.asarray(img.convert("L"))
-            if arr.shape != (28, 28):
-                raise ValueError(f"{file}: expected a 28x28 image, got {arr.shape}")
-            arrays.append(arr)
-        return _array_to_model(np.stack(arrays), str(path))
+        return _load_png_folder(path)
     if not path.is_file():
-        raise FileNotFoundError(f"samples not found: {path}")
+        raise SamplesNotFoundError(f"samples {path}: not found (expected {_SOURCES})")
     if path.suffix == ".npz":
-        with np.load(path) as z:
-            if "images" not in z.files:
-                raise ValueError(f"{path}: no key 'images' (keys: {z.files})")
-            return _array_to_model(z["images"], str(path))
+        return _to_model(_read_npz(path), f"{path}: 'images'", value_range)
     if path.suffix == ".npy":
-        return _array_to_model(np.load(path), str(path))
-    raise ValueError(f"{path}: expected an .npz file (key 'images'), an .npy file or a PNG folder")
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as err:
+            raise ValueError(f"{path}: cannot be read as .npy ({_first_line(err)})") from None
+        return _to_model(array, str(path), value_range)
+    raise ValueError(f"{path}: expected {_SOURCES}")
+
+
+def _read_npz(path: Path) -> np.ndarray:
+    """The ``images`` array of an ``.npz`` file; one ValueError for anything else."""
+    import zipfile
+
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path}: cannot be read as .npz ({_first_line(err)})") from None
+    with archive as z:
+        if "images" not in z.files:
+            raise ValueError(f"{path}: no key 'images' (keys: {z.files}); expected {_SOURCES}")
+        try:
+            return z["images"]
+        except ValueError:  # object arrays need pickle, which is never loaded
+            raise _dtype_error(f"{path}: 'images'", "object (pickled Python objects)") from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _load_png_folder(path: Path) -> torch.Tensor:
+    from PIL import Image
+
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".png")
+    if not files:
+        raise ValueError(f"{path}: folder holds no .png files (expected {_SOURCES})")
+    arrays = []
+    for file in files:
+        with Image.open(file) as img:
+            arr = np.asarray(img.convert("L"))
+        if arr.shape != (28, 28):
+            raise ValueError(f"{file}: expected a 28x28 image, got {arr.shape}")
+        arrays.append(arr)
+    return _to_model(np.stack(arrays), str(path))
 
 
 def evaluate_samples(
@@ -138,28 +276,30 @@ def evaluate_samples(
     kid_subsets: int = 100,
     reference: dict | None = None,
     with_floor: bool = True,
+    value_range: str = "-11",
 ) -> dict:
     """FID, KID, precision, recall, density and coverage of generated images.
 
-    ``samples``: anything :func:`load_samples` accepts (``n`` images are used; all by default;
-    ``n`` is required for a sampler). Features come from the pinned classifier
-    (``fmnist-cnn-v1``). FID is against the full train split; KID against the seeded 10k train
-    subset; precision/recall/density/coverage (k nearest neighbours) against the first
-    ``min(n, 10000)`` features of that subset. ``fid_floor`` (and ``floor``: every metric) is the
-    same computation on held-out test images at the same n (at most 10,000). ``inception``: path
-    of the Inception weights (file or folder), else ``$DDGAN_INCEPTION_WEIGHTS``; skipped with a
-    status when absent. Returns a JSON-serialisable dict (metrics at the top level; ``extractor``,
-    ``floor`` and ``timings_s`` nested).
+    ``samples``: anything :func:`load_samples` accepts, under its value rule (uint8 0..255;
+    floats in [-1, 1]; floats all in [0, 1] refused as ambiguous unless ``value_range="01"``).
+    ``n`` images are used (all by default; ``n`` is required for a sampler). ``k`` and ``n``
+    (integers >= 1, ``n`` at most the images available, ``k`` fewer) and the images are checked
+    before any feature is extracted, each failure one ``ValueError`` line.
+
+    Features come from the pinned classifier (``fmnist-cnn-v1``). FID is against the full train
+    split; KID against the seeded 10k train subset; precision/recall/density/coverage (k nearest
+    neighbours) against the first ``min(n, 10000)`` features of that subset. ``fid_floor`` (and
+    ``floor``: every metric) is the same computation on held-out test images at the same n (at
+    most 10,000). ``inception``: path of the Inception weights (file or folder), else
+    ``$DDGAN_INCEPTION_WEIGHTS``; skipped with a status when absent. Returns a JSON-serialisable
+    dict (metrics at the top level; ``extractor``, ``floor`` and ``timings_s`` nested).
     """
+    check_positive("k=", k, "the number of nearest neighbours")
     device = str(torch.device(device or default_device()))
     t_start = time.perf_counter()
     timings = {}
     t = time.perf_counter()
-    import cleanfid.fid  # noqa: F401 - a slow first import; timed apart from the metrics
-
-    timings["imports"] = time.perf_counter() - t
-    t = time.perf_counter()
-    images = load_samples(samples, n=n, batch_size=batch_size)
+    images = load_samples(samples, n=n, batch_size=batch_size, value_range=value_range)
     timings["load"] = time.perf_counter() - t
     n_samples = images.shape[0]
     if n_samples <= FEATURE_DIM:
@@ -168,6 +308,12 @@ def evaluate_samples(
             f"{n_samples}, so the covariance is singular. Use at least {FEATURE_DIM + 1} samples "
             "(2,000 or more for a useful estimate; 10,000 is the project's standard)."
         )
+    if k >= n_samples:
+        raise ValueError(f"k={k}: must be smaller than the number of samples ({n_samples})")
+    t = time.perf_counter()
+    import cleanfid.fid  # noqa: F401 - a slow first import; timed apart from the metrics
+
+    timings["imports"] = time.perf_counter() - t
     model = get_feature_extractor(device)
     if reference is None:
         t = time.perf_counter()
@@ -260,32 +406,34 @@ def format_report(result: dict, source: str = "") -> str:
 
 
 def cli_eval(argv: list[str] | None = None) -> int:
-    """``python -m ddgan_core eval --samples PATH [--n N] [--json] [--inception PATH]``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m ddgan_core eval",
-        description="FID/KID/precision/recall/density/coverage of generated FashionMNIST images "
-        "on the project's classifier features, beside the real-data floor.",
-    )
-    parser.add_argument("--samples", required=True,
-                        help=".npz (key 'images'), .npy, or a folder of PNGs")
-    parser.add_argument("--n", type=int, default=None, help="use the first N images")
-    parser.add_argument("--k", type=int, default=5, help="nearest neighbours for PR/DC")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--inception", default=None,
-                        help="Inception weights file or folder (default: $DDGAN_INCEPTION_WEIGHTS)")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--cache-dir", default=None,
-                        help="reference-statistics cache (default: $DDGAN_CACHE_DIR or results/)")
-    args = parser.parse_args(argv)
-    result = evaluate_samples(
-        args.samples, n=args.n, k=args.k, device=args.device, inception=args.inception,
-        cache_dir=args.cache_dir,
-    )
-    if args.json:
-        print(json.dumps(result, indent=2, sort_keys=True))
-    else:
-        print(format_report(result, source=args.samples))
-    return 0
+    """``python -m ddgan_core eval --samples PATH [--n N] [--k K] [--range {-11,01}] [--json]``.
+
+    Parses ``argv`` with the command line's ``eval`` parser (:mod:`ddgan_core.cli`, the one
+    definition) and runs :func:`ddgan_core.cli.run_eval`: every input (``--k``, ``--n``, the
+    samples path, its dtype, shape and values under :data:`VALUE_RULE`) is checked before any
+    feature is extracted; a bad one raises ``ValueError`` with one line naming the option, the
+    value and what is allowed.
+    """
+    from ddgan_core import cli
+
+    return cli.run_eval(cli.command_parser("eval").parse_args(argv))
 
 
-__all__ = ["REFERENCE_SUBSET", "cli_eval", "evaluate_samples", "format_report", "load_samples"]
+def _cli_names(message: str) -> str:
+    """A message about ``n=5`` / ``k=5`` (the Python names) as ``--n 5`` / ``--k 5``."""
+    for name, option in (("n=", "--n "), ("k=", "--k ")):
+        if message.startswith(name):
+            return option + message[len(name):]
+    return message
+
+
+__all__ = [
+    "REFERENCE_SUBSET",
+    "VALUE_RANGES",
+    "VALUE_RULE",
+    "SamplesNotFoundError",
+    "cli_eval",
+    "evaluate_samples",
+    "format_report",
+    "load_samples",
+]

@@ -20,7 +20,6 @@ fp32.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -39,6 +38,11 @@ FEATURE_DIM = 128
 ASSET_DIR = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_CHECKPOINT = ASSET_DIR / "fmnist_classifier.safetensors"
 DEFAULT_MANIFEST = ASSET_DIR / "fmnist_classifier.json"
+#: Where ``train classifier`` writes by default: relative to the working directory, never the
+#: packaged asset (replacing that takes ``--overwrite-pinned``, ``overwrite_pinned=True``).
+DEFAULT_TRAIN_OUT = Path("classifier") / "fmnist_classifier.safetensors"
+#: ``train_classifier(manifest=MANIFEST_BESIDE_OUT)``: the manifest is ``out`` with ``.json``.
+MANIFEST_BESIDE_OUT = "beside-out"
 #: SHA-256 of the pinned checkpoint ``assets/fmnist_classifier.safetensors`` (also in the manifest).
 CHECKPOINT_SHA256 = "4b03992b3c25df635e4517f3c2c694b71d19b75cb45dca51b3c3670dbf58b5e5"
 #: Default training recipe of the pinned checkpoint (``train_classifier`` defaults).
@@ -57,10 +61,10 @@ DEFAULT_TRAIN_CONFIG = {
 
 _RESTORE_HINT = (
     "Restore the file from git (`git checkout -- ddgan_core/assets/fmnist_classifier.safetensors`) "
-    "or retrain it with `python -m ddgan_core train classifier` (seed 0 reproduces the pinned "
-    "file byte for byte with the same torch version on CPU; a different file gets a different "
-    "checksum: then set CHECKPOINT_SHA256 in ddgan_core/metrics/features.py to the sha256 that "
-    "the new manifest records)."
+    "or retrain it with `python -m ddgan_core train classifier --overwrite-pinned` (seed 0 "
+    "reproduces the pinned file byte for byte with the same torch version on CPU; a different "
+    "file gets a different checksum: then set CHECKPOINT_SHA256 in "
+    "ddgan_core/metrics/features.py to the sha256 that the new manifest records)."
 )
 
 
@@ -103,6 +107,25 @@ class FashionCNN(nn.Module):
 
 # ----------------------------------------------------------------------------------------------
 # checkpoint I/O
+
+
+def check_not_pinned(paths: list[str | os.PathLike | None], overwrite_pinned: bool) -> None:
+    """Refuse to write any of ``paths`` inside the packaged assets unless ``overwrite_pinned``.
+
+    Writing over ``assets/fmnist_classifier.*`` changes the checkpoint's SHA-256, after which
+    every evaluation fails its checksum, so it takes an explicit ``--overwrite-pinned``.
+    """
+    if overwrite_pinned:
+        return
+    assets = ASSET_DIR.resolve()
+    for path in paths:
+        if path is not None and assets in Path(path).resolve().parents:
+            raise ValueError(
+                f"refusing to write {path}: it is inside the packaged, pinned feature-extractor "
+                f"assets ({ASSET_DIR}), and replacing them makes every eval fail its checksum; "
+                f"pass --overwrite-pinned to do that on purpose, or write elsewhere (the default "
+                f"is {DEFAULT_TRAIN_OUT} under the working directory)"
+            )
 
 
 def save_checkpoint(model: FashionCNN, path: str | os.PathLike) -> str:
@@ -298,10 +321,11 @@ def train_classifier(
     max_lr: float = DEFAULT_TRAIN_CONFIG["max_lr"],
     weight_decay: float = DEFAULT_TRAIN_CONFIG["weight_decay"],
     num_threads: int | None = DEFAULT_TRAIN_CONFIG["num_threads"],
-    out: str | os.PathLike | None = DEFAULT_CHECKPOINT,
-    manifest: str | os.PathLike | None = DEFAULT_MANIFEST,
+    out: str | os.PathLike | None = DEFAULT_TRAIN_OUT,
+    manifest: str | os.PathLike | None = MANIFEST_BESIDE_OUT,
     max_train_images: int | None = None,
     log=print,
+    overwrite_pinned: bool = False,
 ) -> dict:
     """Train the feature-extractor classifier reproducibly; save it (fp16) and its manifest.
 
@@ -309,10 +333,18 @@ def train_classifier(
     augmentation from a separate CPU generator), run under
     ``torch.use_deterministic_algorithms(True)`` with only deterministic-safe ops (the loss is
     written as ``log_softmax * one_hot`` because CUDA ``nll_loss`` has no deterministic kernel).
-    ``out=None`` skips saving. Returns the manifest dict (sha256, test accuracy of the saved fp16
-    weights, wall time, device, torch version, config).
+    ``out`` defaults to :data:`DEFAULT_TRAIN_OUT` (relative to the working directory);
+    ``out=None`` skips saving. ``manifest`` defaults to ``out`` with ``.json``; ``None`` skips it.
+    Both files are written atomically (aside, then renamed). Paths inside the packaged assets
+    (the pinned extractor) raise ``ValueError`` before any work unless ``overwrite_pinned``.
+    Returns the manifest dict (sha256, test accuracy of the saved fp16 weights, wall time,
+    device, torch version, config).
     """
     from ddgan_core.data import batches, load_fashion_mnist
+
+    if manifest == MANIFEST_BESIDE_OUT:
+        manifest = Path(out).with_suffix(".json") if out is not None else None
+    check_not_pinned([out, manifest], overwrite_pinned)
 
     device = torch.device(device or default_device())
     old_threads = torch.get_num_threads()
@@ -413,37 +445,14 @@ def _device_name(device: torch.device) -> str:
 
 
 def cli_train_classifier(argv: list[str] | None = None) -> int:
-    """``python -m ddgan_core train classifier [--epochs N] [--seed S] [--device D] [--out P]``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m ddgan_core train classifier",
-        description="Train the FashionMNIST feature extractor used by FID/KID/PR metrics.",
-    )
-    parser.add_argument("--epochs", type=int, default=DEFAULT_TRAIN_CONFIG["epochs"])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--device", default="cpu",
-        help="cpu (default: the pinned checkpoint was trained on CPU, which reproduces it byte "
-        "for byte) or cuda (faster; a different, equally valid file with its own checksum)",
-    )
-    parser.add_argument("--threads", type=int, default=DEFAULT_TRAIN_CONFIG["num_threads"])
-    parser.add_argument("--out", type=Path, default=DEFAULT_CHECKPOINT)
-    parser.add_argument("--manifest", type=Path, default=None,
-                        help="manifest path (default: the checkpoint path with .json)")
-    args = parser.parse_args(argv)
-    manifest = args.manifest or args.out.with_suffix(".json")
-    info = train_classifier(
-        epochs=args.epochs, seed=args.seed, device=args.device, num_threads=args.threads,
-        out=args.out, manifest=manifest,
-    )
-    print(
-        f"saved {args.out} ({info['checkpoint_bytes']} bytes, sha256 {info['sha256']}); "
-        f"test accuracy {info['test_accuracy']:.4f}; {info['train_wall_time_s']} s on "
-        f"{info['device']}; manifest {manifest}"
-    )
-    if info["sha256"] != CHECKPOINT_SHA256:
-        print(
-            "note: the sha256 differs from the pinned CHECKPOINT_SHA256 in "
-            "ddgan_core/metrics/features.py; update that constant to use this checkpoint "
-            "(reference statistics are cached per checksum, so they are recomputed)."
-        )
-    return 0
+    """``python -m ddgan_core train classifier [--epochs N] [--seed S] [--device D] [--out P]``.
+
+    Parses ``argv`` with the command line's ``train classifier`` parser (:mod:`ddgan_core.cli`)
+    and runs :func:`ddgan_core.cli.run_train_classifier`. Writes
+    ``classifier/fmnist_classifier.safetensors`` (and ``.json``) under the working directory by
+    default. Replacing the pinned asset inside the package takes ``--overwrite-pinned``; without
+    it such an ``--out``/``--manifest`` is refused (one line).
+    """
+    from ddgan_core import cli
+
+    return cli.run_train_classifier(cli.command_parser("train", "classifier").parse_args(argv))
