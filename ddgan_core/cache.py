@@ -356,36 +356,40 @@ def upgrade_entry(path: str | os.PathLike) -> None:
     check_entry(path)
 
 
-def rekey_entry(path: str | os.PathLike, additions: dict[str, Any], note: str) -> Path:
-    """Move a verified entry to the key of its configuration with ``additions`` recorded in it.
+def rekey_entry(path: str | os.PathLike, new_config: dict[str, Any], note: str) -> Path:
+    """Move a verified entry to the key of ``new_config``, recording what changed and why.
 
-    For a key rule that grew: when an experiment's key gains a setting that the entry's
-    computation already used (its value checked by the caller from the entry's metrics or the
-    profile of the commit that produced it), the entry is the same computation under a fuller
-    key. Nothing but ``config.json``, the manifest (its checksum of ``config.json``, ``key``, and
-    a ``rekeyed`` record with the old key, the additions and ``note``) and the marker changes;
-    the folder is renamed to the new key. An addition may not change a value already in the
-    configuration. Returns the new path.
+    For a key rule that changed while the computation did not: a setting the entry's
+    computation already used joins the key (its value checked by the caller against the entry's
+    metrics or the profile of the commit that produced it), a setting that changes no number
+    (checkpoint cadence) leaves it, a version field is added, or a referenced entry's key was
+    itself rekeyed. Nothing but ``config.json``, the manifest (its checksum of ``config.json``,
+    ``key``, and a ``rekeyed`` record: the old key, the added, removed and changed fields, and
+    ``note``) and the marker changes; the folder is renamed to the new key. Returns the new path.
     """
     path = Path(path)
     manifest = check_entry(path)
     name = path.parent.name
-    config = _read_json(path / "config.json")
-    clashes = sorted(k for k, v in additions.items() if k in config and config[k] != v)
-    if clashes:
-        raise CacheError(f"{path}: rekeying would change {clashes}; that is a new computation")
-    new_config = _plain_json({**config, **additions})
-    new_key = config_key(name, new_config)
+    old = _read_json(path / "config.json")
+    new = _plain_json(new_config)
+    new_key = config_key(name, new)
+    if new_key == path.name:
+        return path
     target = path.parent / new_key
     if target.exists():
         raise CacheError(f"{target} exists already")
-    write_json_atomic(path / "config.json", new_config)
+    record = {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "from_key": path.name,
+        "added": {k: v for k, v in new.items() if k not in old},
+        "removed": {k: v for k, v in old.items() if k not in new},
+        "changed": {k: [old[k], v] for k, v in new.items() if k in old and old[k] != v},
+        "note": note,
+    }
+    write_json_atomic(path / "config.json", new)
     manifest["files"]["config.json"] = sha256_file(path / "config.json")
     manifest["key"] = new_key
-    manifest.setdefault("rekeyed", []).append({
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "from_key": path.name, "added": _plain_json(additions), "note": note,
-    })
+    manifest.setdefault("rekeyed", []).append(record)
     write_json_atomic(path / MANIFEST, manifest)
     write_marker(path)
     os.replace(path, target)

@@ -511,10 +511,12 @@ def train_ddgan(
     *,
     stop_after: int | None = None,
     log_every: int | None = None,
+    checkpoint_every: int | None = None,
 ) -> dict[str, Any]:
     """Train a DDGAN on FashionMNIST (or ``data``) from the ``ddgan_*`` keys of ``config``.
 
-    Checkpoints go to ``workdir/checkpoint.pt`` every ``ddgan_checkpoint_every`` steps (and when
+    Checkpoints go to ``workdir/checkpoint.pt`` every ``checkpoint_every`` steps (default: the
+    config's ``ddgan_checkpoint_every``; the cadence is not part of a run's identity) (and when
     stopping early); an existing checkpoint is resumed (its network shapes, ``ARCH_KEYS``, must
     match ``config``; learning rates, step counts etc. may change). ``max_seconds`` (wall time
     of this call) and ``stop_after`` (steps of this call) stop early with a checkpoint and
@@ -539,7 +541,8 @@ def train_ddgan(
     seed = int(config.get("seed", 0))
     total = int(config["ddgan_train_steps"])
     batch_size = int(config["ddgan_batch_size"])
-    every_ckpt = max(1, int(config["ddgan_checkpoint_every"]))
+    every_ckpt = max(1, int(config.get("ddgan_checkpoint_every", 0) or 0)
+                     if checkpoint_every is None else int(checkpoint_every))
     log_every = int(log_every or config.get("ddgan_log_every", 0) or _log_every(total))
 
     torch.manual_seed(seed)

@@ -21,10 +21,31 @@ from .plotting import save_grid
 from .profiles import get_profile
 from .training import pick_device, synchronize
 
+#: Each experiment's version, part of its cache key: bump it when the experiment's computing
+#: code changes what it computes (its entries are then recomputed; the key test says which).
+#: The key rule, the same for every experiment: architecture, data, optimisation and evaluation
+#: settings are in the key; logging and checkpoint cadence are not (they change no number).
+VERSIONS = {
+    "dataset_statistics": 1,
+    "ddpm_model": 1,
+    "ddpm_grid_point": 1,
+    "ddgan_model": 1,
+    "ddgan_head_ablation": 1,
+    "sampling_speed": 1,
+}
+#: Profile keys that never enter a key: how often state is saved or logged.
+CADENCE_KEYS = ("ddpm_checkpoint_every", "ddgan_checkpoint_every")
+
+
+def _keyed(name: str, profile: dict[str, Any], **settings: Any) -> dict[str, Any]:
+    """The configuration (cache key) of an entry of experiment ``name``: its version, the
+    profile's name and ``settings``."""
+    return {"experiment_version": VERSIONS[name], "profile": profile["profile"], **settings}
+
 
 def dataset_statistics(profile: dict[str, Any], cache: ResultCache | None = None) -> Result:
     """Pixel statistics and class counts of both FashionMNIST splits (files MD5-verified)."""
-    config = {"profile": profile["profile"], "dataset": "fashion-mnist", "verify_md5": True}
+    config = _keyed("dataset_statistics", profile, dataset="fashion-mnist", verify_md5=True)
 
     def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
         from .data import CLASS_NAMES, load_fashion_mnist_uint8
@@ -49,7 +70,7 @@ def ddpm_model(profile: dict[str, Any], cache: ResultCache | None = None) -> Res
     """Train the DDPM of ``profile`` (EMA weights ``model_ema.pt``, a sample grid, the curve)."""
     from . import ddpm
 
-    config = {"profile": profile["profile"], **ddpm.training_config(profile)}
+    config = _keyed("ddpm_model", profile, **ddpm.training_config(profile))
 
     def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
         # checkpoint cadence: not part of the key (it changes no number), so an argument
@@ -76,13 +97,13 @@ def ddpm_grid_point(
 
     cache = cache or ResultCache()
     model_result = ddpm_model(profile, cache)
-    config = {
-        "profile": profile["profile"], "model_key": model_result.key, "sampler": sampler,
-        "eta": 0.0, "steps": int(steps), "n": profile["ddpm_grid_samples"],
-        "seed": profile["seed"], "extractor": CHECKPOINT_SHA256,
+    config = _keyed(
+        "ddpm_grid_point", profile, model_key=model_result.key, sampler=sampler, eta=0.0,
+        steps=int(steps), n=profile["ddpm_grid_samples"], seed=profile["seed"],
+        extractor=CHECKPOINT_SHA256,
         # sampling is seeded per batch, so the batch size changes the images and the numbers
-        "eval_batch_size": profile["eval_batch_size"],
-    }
+        eval_batch_size=profile["eval_batch_size"],
+    )
 
     def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
         model, diffusion = ddpm.load_model(model_result.file("model_ema.pt"))
@@ -146,12 +167,14 @@ def ddgan_progress_samples(profile: dict[str, Any]) -> int:
     return max(profile["fid_samples"] // 4, 200)
 
 
-def _ddgan_config(profile: dict[str, Any]) -> dict[str, Any]:
-    """The configuration (cache key) of a DDGAN run: profile name, seed, every ddgan_ key and the
-    evaluation settings (sample count, and the batch size, since sampling is seeded per batch)."""
-    return {"profile": profile["profile"], "seed": profile["seed"],
-            "fid_samples": profile["fid_samples"], "eval_batch_size": profile["eval_batch_size"],
-            **{k: profile[k] for k in sorted(profile) if k.startswith("ddgan_")}}
+def _ddgan_config(name: str, profile: dict[str, Any]) -> dict[str, Any]:
+    """The configuration (cache key) of a DDGAN run of experiment ``name``: seed, every ddgan_
+    key but the checkpoint cadence, and the evaluation settings (sample count, and the batch
+    size, since sampling is seeded per batch)."""
+    return _keyed(name, profile, seed=profile["seed"], fid_samples=profile["fid_samples"],
+                  eval_batch_size=profile["eval_batch_size"],
+                  **{k: profile[k] for k in sorted(profile)
+                     if k.startswith("ddgan_") and k not in CADENCE_KEYS})
 
 
 def _ddgan_sampler(generator, diffusion, config, device, seed: int):
@@ -171,7 +194,7 @@ def ddgan_model(profile: dict[str, Any], cache: ResultCache | None = None) -> Re
     """
     from . import ddgan
 
-    config = _ddgan_config(profile)
+    config = _ddgan_config("ddgan_model", profile)
 
     def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
         from .metrics.features import CHECKPOINT_SHA256
@@ -193,7 +216,8 @@ def ddgan_model(profile: dict[str, Any], cache: ResultCache | None = None) -> Re
                 continue
             done = _trained_steps(workdir)  # train_ddgan's stop_after counts steps of this call
             metrics = ddgan.train_ddgan(config, workdir, device=device,
-                                        stop_after=max(1, target - done))
+                                        stop_after=max(1, target - done),
+                                        checkpoint_every=profile["ddgan_checkpoint_every"])
             generator = _ema_generator(ddgan, config, workdir, device, metrics["finished"])
             point = _evaluate_sampler(sampler(generator, config["seed"]), n_progress, device, None)
             progress.append({"step": target, "images_seen": metrics["images_seen"],
@@ -201,7 +225,8 @@ def ddgan_model(profile: dict[str, Any], cache: ResultCache | None = None) -> Re
                                                       "density", "coverage", "fid_floor")}})
             write_json_atomic(progress_file, progress)
         if not metrics:  # every chunk was done before an interruption: reload the trainer state
-            metrics = ddgan.train_ddgan(config, workdir, device=device)
+            metrics = ddgan.train_ddgan(config, workdir, device=device,
+                                        checkpoint_every=profile["ddgan_checkpoint_every"])
         generator = ddgan.load_generator(workdir / "generator_ema.pt", device)
         final = _evaluate_sampler(sampler(generator, config["seed"] + 1), config["fid_samples"],
                                   device, workdir)
@@ -229,14 +254,15 @@ def ddgan_head_ablation(profile: dict[str, Any], cache: ResultCache | None = Non
 
     cache = cache or ResultCache()
     steps = int(profile["head_ablation_steps"])
-    base = {**_ddgan_config(profile), "head_ablation_steps": steps, "ddgan_train_steps": steps,
-            "ddgan_ema_decay": 0.99, "ddgan_checkpoint_every": max(1, steps // 4)}
+    base = {**_ddgan_config("ddgan_head_ablation", profile), "head_ablation_steps": steps,
+            "ddgan_train_steps": steps, "ddgan_ema_decay": 0.99}
 
     def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
         n_eval = max(config["fid_samples"] // 2, 200)
         device = pick_device()
         train = ddgan.train_ddgan(config, workdir, device=device,
-                                  log_every=max(1, steps // 60), progress=False)
+                                  log_every=max(1, steps // 60), progress=False,
+                                  checkpoint_every=max(1, steps // 4))
         generator = ddgan.load_generator(workdir / "generator_ema.pt", device)
         diffusion = ddgan.make_ddgan_diffusion(config["ddgan_timesteps"])
         final = _evaluate_sampler(
@@ -267,9 +293,9 @@ def sampling_speed(profile: dict[str, Any], cache: ResultCache | None = None) ->
     ddpm_result, gan_result = ddpm_model(profile, cache), ddgan_model(profile, cache)
     device = pick_device()
     batch = 64 if device.type == "cuda" else 16
-    config = {"profile": profile["profile"], "ddpm_key": ddpm_result.key,
-              "ddgan_key": gan_result.key, "batch": batch, "device": device.type,
-              "ddpm_steps": [1, 10, 100, max(profile["ddpm_step_grid"])]}
+    config = _keyed("sampling_speed", profile, ddpm_key=ddpm_result.key,
+                    ddgan_key=gan_result.key, batch=batch, device=device.type,
+                    ddpm_steps=[1, 10, 100, max(profile["ddpm_step_grid"])])
 
     def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
         model, diffusion = ddpm.load_model(ddpm_result.file("model_ema.pt"), device)

@@ -10,6 +10,8 @@ recomputed when only ``eval_batch_size`` differed).
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import needs_data
 
@@ -20,7 +22,7 @@ from ddgan_core.profiles import get_profile
 #: Keys read that must not be in a key: they change no number or select which entries exist.
 NOT_IN_KEY = {
     "profile",                 # the profile's name is in every key under "profile"
-    "ddpm_checkpoint_every",   # cadence of resumable checkpoints
+    *experiments.CADENCE_KEYS,  # how often resumable checkpoints are written
     "ddpm_step_grid",          # which Fig. 1 points exist; each point's key holds its K
 }
 
@@ -82,6 +84,13 @@ class NoComputeCache(ResultCache):
             pytest.fail(f"{name} {self.path(name, config).name} is not in the committed results: "
                         "a change of its key rule or configuration would recompute it")
         return result
+
+
+def test_every_key_holds_its_experiments_version_and_no_cadence():
+    for path in ResultCache().entries():
+        config = json.loads((path / "config.json").read_text())
+        assert config["experiment_version"] == experiments.VERSIONS[path.parent.name], path
+        assert not set(config) & set(experiments.CADENCE_KEYS), path
 
 
 @pytest.mark.parametrize("name", sorted(experiments.EXPERIMENTS))
