@@ -16,7 +16,6 @@ On a terminal papermill shows a progress bar of the cells; otherwise one line pe
 from __future__ import annotations
 
 import ast
-import copy
 import os
 import shutil
 import subprocess
@@ -27,7 +26,7 @@ from typing import Any
 
 from .cache import ENV_VAR as CACHE_ENV_VAR
 from .cache import atomic_write_bytes, repo_root
-from .profiles import PROFILES, apply_overrides
+from .profiles import PROFILES, get_profile, keys
 
 EXECUTED = Path("book") / "executed"
 KERNEL = "python3"
@@ -83,77 +82,29 @@ def notebook_parameters(source: Path) -> dict[str, Any]:
     raise ValueError(f"{source}: no code cell tagged 'parameters' (papermill needs one)")
 
 
-def profile_keywords(source: Path, names: set[str]) -> dict[str, str]:
-    """Parameters that the notebook passes on as a profile key, e.g. ``{"num_timesteps":
-    "forward_timesteps"}`` from ``get_profile(profile, forward_timesteps=num_timesteps)``."""
-    import jupytext
-
-    profile_keys = set().union(*PROFILES.values())
-    found: dict[str, str] = {}
-    for cell in jupytext.read(source).cells:
-        if cell.cell_type != "code":
-            continue
-        try:
-            tree = ast.parse(cell.source)
-        except SyntaxError:  # IPython magics: such a cell cannot pass parameters on anyway
-            continue
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.Call):
-                continue
-            for keyword in node.keywords:
-                value = keyword.value
-                if (keyword.arg in profile_keys and isinstance(value, ast.Name)
-                        and value.id in names):
-                    found.setdefault(value.id, keyword.arg)
-    return found
-
-
-def check_parameter_values(
-    source: Path, parameters: dict[str, Any], known: dict[str, Any] | None = None
-) -> None:
-    """Reject a parameter value of the wrong type before the notebook runs (one line).
-
-    A value (``None`` means "from the profile" and is never checked) must fit the type of the
-    notebook's default when that is not ``None`` and, when the parameter is a profile key or is
-    passed on to one (see :func:`profile_keywords`), :func:`profiles.apply_overrides` on a copy
-    of the profile. Other parameters are passed as given.
-    """
-    known = notebook_parameters(source) if known is None else known
-    profile_name = parameters.get("profile", known.get("profile"))
-    if profile_name not in PROFILES:
-        raise ValueError(f"profile={profile_name!r} is unknown; valid profiles: {sorted(PROFILES)}")
-    profile = copy.deepcopy(PROFILES[profile_name])
-    passed_on = profile_keywords(source, set(parameters) - {"profile"})
-    for name, value in parameters.items():
-        if name == "profile" or value is None:
-            continue
-        key = name if name in profile else passed_on.get(name)
-        try:
-            if known.get(name) is not None:
-                apply_overrides({name: known[name]}, {name: value})
-            if key is not None:
-                apply_overrides(profile, {key: value})
-        except ValueError as err:
-            via = f" (passed to the profile as {key})" if key not in (None, name) else ""
-            raise ValueError(
-                f"{source.name}: {name}={value!r}{via} is not valid with profile "
-                f"{profile_name!r}: {err}"
-            ) from None
-
-
 def check_parameters(source: Path, parameters: dict[str, Any]) -> None:
-    """Reject parameter names the notebook does not declare (listing the ones it does), an
-    unknown profile, and values of the wrong type (:func:`check_parameter_values`)."""
+    """Check a chapter's parameters before it runs (one ``ValueError`` line).
+
+    One namespace: every parameter is a profile key (``python -m ddgan_core profiles`` lists
+    them), checked by name, type and range with :func:`profiles.get_profile`; a chapter reads
+    every profile key it is given (``overrides_from(globals())``), declared in its parameters
+    cell or not. The only other names allowed are those its parameters cell declares.
+    """
     known = notebook_parameters(source)
-    unknown = sorted(set(parameters) - set(known))
-    if unknown:
-        raise ValueError(
-            f"{source.name}: unknown parameter name(s) {unknown}; valid names: {sorted(known)}"
-        )
     profile = parameters.get("profile", known.get("profile"))
     if profile not in PROFILES:
         raise ValueError(f"profile={profile!r} is unknown; valid profiles: {sorted(PROFILES)}")
-    check_parameter_values(source, parameters, known)
+    profile_keys = set(keys())
+    unknown = sorted(k for k in parameters if k not in profile_keys and k not in known)
+    if unknown:
+        raise ValueError(
+            f"{source.name}: unknown parameter name(s) {unknown}; valid names: the profile keys "
+            "(python -m ddgan_core profiles)"
+        )
+    try:
+        get_profile(profile, **{k: v for k, v in parameters.items() if k in profile_keys})
+    except ValueError as err:
+        raise ValueError(f"{source.name}: {err}") from None
 
 
 def failed_path(output: Path) -> Path:
@@ -291,8 +242,10 @@ def run(
     """Execute the chapters with ``profile`` and build the book; returns the HTML folder.
 
     ``book_dir`` (default: the repository) is where the executed chapters and ``_build`` go; a
-    folder other than the repository receives a copy of the book's pages first. Every override
-    is checked for every chapter (name and type) before the first one runs; the first failing
+    folder other than the repository receives a copy of the book's pages first. One namespace:
+    ``overrides`` are profile keys and every chapter gets all of them (a chapter ignores keys it
+    does not use), so ``--set ddpm_train_steps=500`` changes the DDPM of every chapter that uses
+    one. They are checked (name, type, range) before the first chapter runs; the first failing
     chapter stops the run before the build (see :func:`execute_notebook`).
     """
     if profile not in PROFILES:
@@ -304,15 +257,20 @@ def run(
         if missing:
             raise ValueError(f"--only {missing}: not chapters of _toc.yml; chapters: {names}")
         names = [n for n in names if n in only]
-    parameters = {"profile": profile, **(overrides or {})}
+    overrides = dict(overrides or {})
     sources = [notebook_source(name, root) for name in names]
-    declared = [notebook_parameters(source) for source in sources]
-    unknown = sorted(set(overrides or {}) - set().union(*declared))
+    declared = [set(notebook_parameters(source)) for source in sources]
+    profile_keys = set(keys())
+    unknown = sorted(set(overrides) - profile_keys - set().union(*declared))
     if unknown:  # checked before any long work starts
-        valid = sorted(set().union(*declared) - {"profile"})
-        raise ValueError(f"unknown parameter name(s) {unknown}; valid names: {valid}")
-    chapter_parameters = [{k: v for k, v in parameters.items() if k in accepted}
-                          for accepted in declared]
+        raise ValueError(f"unknown parameter name(s) {unknown}; valid names: the profile keys "
+                         "(python -m ddgan_core profiles)")
+    # profile keys go to every chapter; a name that is no profile key only where it is declared
+    chapter_parameters = [
+        {"profile": profile, **{k: v for k, v in overrides.items()
+                                if k in profile_keys or k in accepted}}
+        for accepted in declared
+    ]
     for source, values in zip(sources, chapter_parameters):  # every value, before any chapter
         check_parameters(source, values)
     book_dir = Path(book_dir) if book_dir is not None else root

@@ -52,9 +52,14 @@ from typing import Any
 
 import torch
 
+from .device import device_description
+
 MARKER = "COMPLETE"
 MANIFEST = "manifest.json"
 ENV_VAR = "DDGAN_CACHE_DIR"
+#: When set, every entry a ResultCache returns is logged to this file (one JSON line each); the
+#: sweep command sets it per point to record which cached experiments a point used.
+LOG_ENV_VAR = "DDGAN_CACHE_LOG"
 PARTIAL_SUFFIX = ".partial"
 LOCK_SUFFIX = ".lock"
 _REQUIRED = ("config.json", "metrics.json")
@@ -67,9 +72,18 @@ def repo_root() -> Path:
     return here if (here / "pyproject.toml").is_file() else Path.cwd()
 
 
+def committed_root() -> Path:
+    """The book's reference results, committed with the code: ``<repo>/results``. Read-only by
+    default; :meth:`ResultCache.promote` is the one way in."""
+    return repo_root() / "results"
+
+
 def default_root() -> Path:
+    """Where a user's runs go: ``$DDGAN_CACHE_DIR``, else ``<repo>/.cache/results``
+    (git-ignored). Looked up before the committed results. Also the home of derived, per-machine
+    files such as the FID reference statistics."""
     env = os.environ.get(ENV_VAR)
-    return Path(env) if env else repo_root() / "results"
+    return Path(env) if env else repo_root() / ".cache" / "results"
 
 
 def config_key(name: str, config: dict[str, Any]) -> str:
@@ -139,23 +153,6 @@ def git_commit() -> str:
         return (commit + ("-dirty" if dirty else "")) if commit else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def device_description(device: str | torch.device | None = None) -> str:
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(device)}"
-    return f"cpu:{_cpu_model()}"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def environment_manifest(device: str | torch.device | None = None) -> dict[str, Any]:
@@ -397,6 +394,42 @@ def rekey_entry(path: str | os.PathLike, new_config: dict[str, Any], note: str) 
     return target
 
 
+def replace_entry_file(entry: str | os.PathLike, old_name: str, new_name: str, data: bytes,
+                       note: str) -> Path:
+    """Replace the file ``old_name`` of a verified entry by ``new_name`` holding ``data``.
+
+    For a file whose container changes while what it holds does not (model weights moved from
+    a torch file to safetensors): the caller checks that ``data`` holds the same content. The
+    entry must verify; ``new_name`` is written atomically, ``old_name`` removed, the manifest's
+    ``files`` updated and a ``converted`` record appended (date, ``from``, ``to``, ``note``),
+    then the marker reseals the manifest. ``config.json``, and so the key, is untouched.
+    Returns the new file's path.
+    """
+    entry = Path(entry)
+    manifest = check_entry(entry)
+    files = manifest["files"]
+    if old_name not in files or old_name in _REQUIRED:
+        raise CacheError(f"{entry}: {old_name!r} is not a replaceable file of the entry")
+    if new_name != old_name and (new_name in files or (entry / new_name).exists()):
+        raise CacheError(f"{entry}: {new_name} exists already")
+    target = entry / new_name
+    atomic_write_bytes(target, data)
+    if new_name != old_name:
+        (entry / old_name).unlink()
+    del files[old_name]
+    files[new_name] = sha256_file(target)
+    manifest.setdefault("converted", []).append({
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "from": old_name,
+        "to": new_name,
+        "note": note,
+    })
+    write_json_atomic(entry / MANIFEST, manifest)
+    write_marker(entry)
+    check_entry(entry)
+    return target
+
+
 @dataclass
 class UnpackReport:
     """What :meth:`ResultCache.unpack` did with each entry of an archive (cache paths)."""
@@ -424,21 +457,81 @@ class UnpackReport:
 
 
 class ResultCache:
-    """Experiments stored under ``root/name/key``; see the module docstring."""
+    """Experiments stored under ``root/name/key``; see the module docstring.
 
-    def __init__(self, root: str | os.PathLike | None = None):
+    ``ResultCache()`` writes into the local cache (:func:`default_root`) and reads the local
+    cache first, then the committed reference results (:func:`committed_root`), which it never
+    writes: a user's runs and the book's results stay apart, and ``git status`` stays clean.
+    ``ResultCache(root)`` reads and writes ``root`` only, unless ``read_committed=True`` (what
+    the command line's ``--cache-dir`` does).
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None, *,
+                 read_committed: bool | None = None):
         self.root = Path(root) if root is not None else default_root()
+        read_committed = root is None if read_committed is None else read_committed
+        committed = committed_root()
+        same = self.root.resolve() == committed.resolve()
+        self.read_roots = [self.root, committed] if read_committed and not same else [self.root]
 
     def path(self, name: str, config: dict[str, Any]) -> Path:
+        """Where (name, config) is written (in the local root)."""
         _check_name(name)
         return self.root / name / config_key(name, config)
 
     def load(self, name: str, config: dict[str, Any]) -> Result | None:
-        """The verified entry for (name, config), or ``None`` when missing, partial or corrupt."""
-        try:
-            return self._verify(name, config, self.path(name, config))
-        except CacheError:
-            return None
+        """The verified entry for (name, config) from the first read root that has one, or
+        ``None`` when it is missing, partial or corrupt everywhere."""
+        _check_name(name)
+        key = config_key(name, config)
+        for root in self.read_roots:
+            try:
+                return self._verify(name, config, root / name / key)
+            except CacheError:
+                continue
+        return None
+
+    def promote(self, entries: list[str] | None = None,
+                target: str | os.PathLike | None = None) -> list[tuple[str, str]]:
+        """Copy verified local entries (``"name/key"``; all when ``None``) into the committed
+        results (or ``target``), each written aside and renamed; returns ``(entry, what)``
+        pairs, ``what`` one of ``promoted``, ``already committed`` (a verified copy is there).
+
+        The one explicit way a run becomes a reference result. A missing or corrupt local
+        entry raises :class:`CacheError` before anything is copied.
+        """
+        target = Path(target) if target is not None else committed_root()
+        local = {f"{p.parent.name}/{p.name}": p for p in self._complete(self.root)}
+        wanted = sorted(local) if entries is None else list(entries)
+        for entry in wanted:
+            if entry not in local:
+                raise CacheError(f"{entry}: no complete entry in the local cache {self.root}")
+            check_entry(local[entry])
+        done = []
+        for entry in wanted:
+            destination = target / entry
+            try:
+                check_entry(destination)
+                done.append((entry, "already committed"))
+                continue
+            except CacheError:
+                pass
+            staging = Path(tempfile.mkdtemp(prefix=".promote-", dir=_mkdir(destination.parent)))
+            try:
+                shutil.copytree(local[entry], staging / "entry")
+                check_entry(staging / "entry")
+                if destination.exists():
+                    shutil.rmtree(destination)
+                os.replace(staging / "entry", destination)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            done.append((entry, "promoted"))
+        return done
+
+    @staticmethod
+    def _complete(root: Path) -> list[Path]:
+        return sorted(p.parent for p in root.glob(f"*/*/{MARKER}")
+                      if not p.parent.name.endswith(PARTIAL_SUFFIX))
 
     def _verify(self, name: str, config: dict[str, Any], path: Path) -> Result:
         manifest = check_entry(path)
@@ -494,13 +587,13 @@ class ResultCache:
         if not force:
             cached = self.load(name, config)
             if cached is not None:
-                return cached
+                return _logged(cached)
         with self._lock(name, final.name):
             if not force:
                 cached = self.load(name, config)  # another process may have finished it
                 if cached is not None:
-                    return cached
-            return self._compute(name, config, compute, final, device)
+                    return _logged(cached)
+            return _logged(self._compute(name, config, compute, final, device))
 
     def _compute(
         self,
@@ -537,8 +630,8 @@ class ResultCache:
         return result
 
     def entries(self) -> list[Path]:
-        """Every complete entry under the root."""
-        return sorted(p.parent for p in self.root.glob(f"*/*/{MARKER}"))
+        """Every complete entry under the root this cache writes (not the committed results)."""
+        return self._complete(self.root)
 
     def pack(self, archive: str | os.PathLike, entries: list[Path] | None = None) -> Path:
         """Write complete entries into one ``.tar.gz`` that :meth:`unpack` merges elsewhere."""
@@ -648,6 +741,22 @@ def _extract(archive: Path, members: list[tarfile.TarInfo], destination: Path) -
                 tar.extractall(destination, members=members)
     except (tarfile.TarError, EOFError, zlib.error) as err:
         raise ValueError(f"{archive} is truncated or damaged ({err}); copy it again") from err
+
+
+def _logged(result: Result) -> Result:
+    """Append ``result``'s name, key and origin to ``$DDGAN_CACHE_LOG`` when it is set."""
+    log = os.environ.get(LOG_ENV_VAR)
+    if log:
+        line = json.dumps({"name": result.name, "key": result.key, "computed": result.computed,
+                           "path": str(result.path)})
+        with open(log, "a") as handle:
+            handle.write(line + "\n")
+    return result
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _check_name(name: str) -> None:

@@ -26,6 +26,8 @@ from .profiles import PROFILES, describe, parse_assignments
 
 PROG = "python -m ddgan_core"
 TRAINABLE = ("classifier", "ddpm", "ddgan")
+CACHE_HELP = ("result cache to read and write (default: $DDGAN_CACHE_DIR or .cache/results, "
+              "read before the committed results/, which are never written)")
 
 
 class UsageError(ValueError):
@@ -78,7 +80,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     from .cache import ResultCache
     from .experiments import reproduce
 
-    cache = ResultCache(args.cache_dir)
+    cache = ResultCache(args.cache_dir, read_committed=True)
     budget = args.budget_minutes * 60 if args.budget_minutes else None
     reproduce(args.profile, parse_assignments(args.overrides), args.only, cache, budget)
     if args.archive:
@@ -96,6 +98,17 @@ def _unpack(args: argparse.Namespace) -> int:
         print(line)
     print(report.summary())
     return 1 if report.skipped else 0  # an entry of the archive was corrupt
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from .cache import ResultCache
+
+    if not args.entries and not args.all:
+        raise ValueError("promote: name the entries (NAME/KEY ...) or pass --all")
+    cache = ResultCache(args.cache_dir, read_committed=True)
+    for entry, what in cache.promote(None if args.all else args.entries):
+        print(f"{what}: {entry}")
+    return 0
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -201,6 +214,7 @@ def _train_model(args: argparse.Namespace) -> int:
 def _train_ddpm(profile: dict, args: argparse.Namespace) -> int:
     from . import ddpm
     from .cache import ResultCache
+    from .checkpoint import find_model_file
     from .experiments import ddpm_model
 
     ddpm.make_diffusion(profile)  # a schedule with beta = 1 (e.g. linear, T = 20) fails here
@@ -208,10 +222,10 @@ def _train_ddpm(profile: dict, args: argparse.Namespace) -> int:
     if args.out:
         metrics = ddpm.train_ddpm(ddpm.training_config(profile), args.out, device=args.device,
                                   checkpoint_every=profile["ddpm_checkpoint_every"])
-        checkpoint = args.out / "model_ema.pt"
+        checkpoint = args.out / ddpm.MODEL_FILE
     else:
-        result = ddpm_model(profile, ResultCache(args.cache_dir))
-        metrics, checkpoint = result.metrics, result.file("model_ema.pt")
+        result = ddpm_model(profile, ResultCache(args.cache_dir, read_committed=True))
+        metrics, checkpoint = result.metrics, find_model_file(result.path, "ddpm")
     print(f"trained {metrics['train_steps']} steps ({metrics['images_seen']:,} images) in "
           f"{metrics['train_seconds']:.0f} s; final loss {metrics['final_loss']:.4f}")
     print(f"checkpoint: {checkpoint}")
@@ -221,6 +235,7 @@ def _train_ddpm(profile: dict, args: argparse.Namespace) -> int:
 def _train_ddgan(profile: dict, args: argparse.Namespace) -> int:
     from . import ddgan
     from .cache import ResultCache
+    from .checkpoint import find_model_file
     from .experiments import ddgan_model
 
     ddgan.make_generator(profile)  # shapes checked before any work
@@ -229,10 +244,10 @@ def _train_ddgan(profile: dict, args: argparse.Namespace) -> int:
         config = {"seed": profile["seed"],
                   **{k: v for k, v in profile.items() if k.startswith("ddgan_")}}
         metrics = ddgan.train_ddgan(config, args.out, device=args.device)
-        checkpoint = args.out / "generator_ema.pt"
+        checkpoint = args.out / ddgan.GENERATOR_FILE
     else:
-        result = ddgan_model(profile, ResultCache(args.cache_dir))
-        metrics, checkpoint = result.metrics["train"], result.file("generator_ema.pt")
+        result = ddgan_model(profile, ResultCache(args.cache_dir, read_committed=True))
+        metrics, checkpoint = result.metrics["train"], find_model_file(result.path, "ddgan")
     print(f"trained {metrics['train_steps']} generator steps ({metrics['images_seen']:,} real "
           f"images) in {metrics['wall_time_s']:.0f} s; D loss {metrics['loss_d']:.4f}, "
           f"logit gap {metrics['gap']:.4f}")
@@ -241,22 +256,11 @@ def _train_ddgan(profile: dict, args: argparse.Namespace) -> int:
 
 
 def checkpoint_kind(path: Path) -> str:
-    """``"ddpm"`` or ``"ddgan"`` for a model file that ``sample`` can draw from (one-line error
-    otherwise)."""
-    from . import ddgan, ddpm
-    from .training import CheckpointError, load_checkpoint
+    """``"ddpm"`` or ``"ddgan"`` for a model file that ``sample`` can draw from, safetensors or
+    the torch files of before (one-line error otherwise)."""
+    from .checkpoint import model_kind
 
-    saved = load_checkpoint(path)
-    fmt = saved.get("format") if isinstance(saved, dict) else None
-    if fmt == ddgan.GENERATOR_FORMAT:
-        return "ddgan"
-    if fmt in (ddpm.MODEL_FORMAT, None) and isinstance(saved, dict) and "config" in saved:
-        return "ddpm"
-    hint = ""
-    if fmt in (ddgan.CHECKPOINT_FORMAT, ddpm.CHECKPOINT_FORMAT):
-        hint = ("; it is a training state: sample from generator_ema.pt (DDGAN) or model_ema.pt "
-                "(DDPM), written when training finishes")
-    raise CheckpointError(f"{path} is not a model file that sample can use (format {fmt!r}){hint}")
+    return model_kind(path)
 
 
 def _check_sample_args(args: argparse.Namespace) -> None:
@@ -286,7 +290,8 @@ def _check_sample_args(args: argparse.Namespace) -> None:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    """``sample``: draw from a DDPM (``model_ema.pt``) or DDGAN (``generator_ema.pt``) model
+    """``sample``: draw from a DDPM (``model_ema.safetensors``) or DDGAN
+    (``generator_ema.safetensors``) model
     file into an ``.npz``, written aside and renamed; NaN/inf samples are refused."""
     import io
     import time
@@ -405,8 +410,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "command after an interruption). See train MODEL --help.")
     models = train.add_subparsers(dest="model", metavar="MODEL", required=True)
     _add_train_classifier(models)
-    for name, title, checkpoint in (("ddpm", "a DDPM", "model_ema.pt"),
-                                    ("ddgan", "a Denoising Diffusion GAN", "generator_ema.pt")):
+    for name, title, checkpoint in (("ddpm", "a DDPM", "model_ema.safetensors"),
+                                    ("ddgan", "a Denoising Diffusion GAN",
+                                     "generator_ema.safetensors")):
         parser = _command(
             models, name, f"train {title} of a profile",
             f"Train {title} with a profile's parameters, into the result cache (the entry the "
@@ -419,7 +425,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                             help="train into this folder instead of the cache; an interrupted "
                             "run resumes from its checkpoint there")
         parser.add_argument("--cache-dir", type=Path,
-                            help="result cache (default: $DDGAN_CACHE_DIR or results/)")
+                            help=CACHE_HELP)
         parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
 
 
@@ -461,12 +467,13 @@ def _add_train_classifier(models: argparse._SubParsersAction) -> None:
 def _add_sample(sub: argparse._SubParsersAction) -> None:
     parser = _command(
         sub, "sample", "draw samples of a DDPM or DDGAN model file into an .npz",
-        "Draw samples from a DDPM (model_ema.pt) or DDGAN (generator_ema.pt) model file into an "
+        "Draw samples from a DDPM (model_ema.safetensors) or DDGAN (generator_ema.safetensors; "
+        "the .pt files of earlier versions too) model file into an "
         ".npz (key 'images', uint8 [N, 28, 28], with nfe, seconds, sampler, steps, seed, model).",
         _sample,
     )
     parser.add_argument("--checkpoint", type=Path, required=True,
-                        help="model_ema.pt (DDPM) or generator_ema.pt (DDGAN)")
+                        help="model_ema.safetensors (DDPM) or generator_ema.safetensors (DDGAN)")
     parser.add_argument("--steps", type=int,
                         help="DDPM: reverse steps K in [1, T] (default: all T); DDGAN: always T")
     parser.add_argument("--sampler", default="ancestral", choices=["ancestral", "ddim"],
@@ -526,7 +533,7 @@ def _add_book(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--only", action="append", metavar="CHAPTER",
                         help="execute only this chapter (repeatable)")
     parser.add_argument("--book-dir", type=Path, help="build elsewhere (a copy of the pages)")
-    parser.add_argument("--cache-dir", type=Path, help="result cache (default: results/)")
+    parser.add_argument("--cache-dir", type=Path, help=CACHE_HELP)
     parser.add_argument("--no-build", action="store_true", help="execute notebooks only")
 
 
@@ -558,7 +565,7 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--only", action="append", metavar="EXPERIMENT",
                         help="compute only this experiment (repeatable)")
     parser.add_argument("--archive", type=Path, help="pack the results into this .tar.gz")
-    parser.add_argument("--cache-dir", type=Path, help="result cache (default: results/)")
+    parser.add_argument("--cache-dir", type=Path, help=CACHE_HELP)
     parser.add_argument("--budget-minutes", type=float,
                         help="start nothing new after this long; finished entries are kept")
 
@@ -572,7 +579,23 @@ def _add_unpack(sub: argparse._SubParsersAction) -> None:
         _unpack,
     )
     parser.add_argument("archive", type=Path, help="the .tar.gz to merge")
-    parser.add_argument("--cache-dir", type=Path, help="result cache (default: results/)")
+    parser.add_argument("--cache-dir", type=Path, help=CACHE_HELP)
+
+
+def _add_promote(sub: argparse._SubParsersAction) -> None:
+    parser = _command(
+        sub, "promote", "copy verified local runs into the committed results/",
+        "Runs write into the local cache (.cache/results, git-ignored); the book reads it "
+        "first, then the committed reference results in results/. promote is the one explicit "
+        "way a local entry becomes a reference result: each entry is verified, copied aside and "
+        "renamed into results/ (a verified committed copy is left alone).",
+        _promote,
+    )
+    parser.add_argument("entries", nargs="*", metavar="NAME/KEY",
+                        help="entries of the local cache, e.g. ddgan_model/6575a30717743ba2")
+    parser.add_argument("--all", action="store_true", help="every complete local entry")
+    parser.add_argument("--cache-dir", type=Path,
+                        help="the local cache to promote from (default: .cache/results)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -586,7 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ddgan_core {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (_add_data, _add_profiles, _add_train, _add_sample, _add_eval, _add_book,
-                _add_sweep, _add_reproduce, _add_unpack):
+                _add_sweep, _add_reproduce, _add_unpack, _add_promote):
         add(sub)
     return parser
 

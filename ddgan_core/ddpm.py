@@ -18,27 +18,47 @@ import numpy as np
 import torch
 from torch import nn
 
+from .checkpoint import (
+    DDPM_CHECKPOINT,
+    DDPM_MODEL,
+    MODEL_FILES,
+    CheckpointError,
+    half_state_dict,
+    read_model_file,
+    save_checkpoint,
+    save_model_file,
+)
+from .device import pick_device
 from .diffusion import GaussianDiffusion, make_beta_schedule, respace, space_timesteps
 from .nets.unet import UNet, count_parameters
 from .training import (
     EMA,
-    CheckpointError,
+    TrainingPaused,
     autocast_context,
     check_finite,
     check_weights_finite,
+    checkpoint_cadence,
     global_rng_state,
-    half_state_dict,
-    load_checkpoint,
-    pick_device,
-    remove_stale_temporaries,
-    save_checkpoint,
+    prepare_workdir,
+    progress_bar,
+    restoring,
+    resume_state,
+    run_training_loop,
     set_global_rng_state,
     warmup_cosine,
 )
 
+__all__ = [
+    "CHECKPOINT_FORMAT", "MODEL_FILE", "MODEL_FORMAT", "SAMPLERS", "TrainingPaused",
+    "ddpm_sample", "load_model", "loss_weights", "make_diffusion", "make_model", "probe_loss",
+    "sampling_timesteps", "train_ddpm", "training_config",
+]
+
 #: Format tags: the resumable training state and the EMA weights that :func:`load_model` reads.
-CHECKPOINT_FORMAT = "ddgan_core.ddpm_checkpoint/1"
-MODEL_FORMAT = "ddgan_core.ddpm_model_ema/1"
+CHECKPOINT_FORMAT = DDPM_CHECKPOINT
+MODEL_FORMAT = DDPM_MODEL
+#: The model file training writes when it finishes (safetensors; ``model_ema.pt`` before).
+MODEL_FILE = MODEL_FILES["ddpm"]
 
 SAMPLERS = ("ancestral", "ddim")
 MODEL_KEYS = ("ddpm_channels", "ddpm_res_blocks", "ddpm_attention", "ddpm_dropout")
@@ -90,36 +110,34 @@ def train_ddpm(
     device: str | torch.device | None = None,
     progress: bool = True,
     data: torch.Tensor | None = None,
+    *,
     stop_after: int | None = None,
     checkpoint_every: int | None = None,
+    log_every: int | None = None,
+    max_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Train eps_theta per ``config`` (keys of :data:`TRAIN_KEYS`); resumable from ``workdir``.
 
-    ``stop_after``: save the training state and raise :class:`TrainingPaused` once that many
-    steps are done (a time-boxed session); calling again continues from the checkpoint.
-
     Writes ``workdir/checkpoint.pt`` every ``checkpoint_every`` steps (default: the config's
     ``ddpm_checkpoint_every``, 0 for none; the cadence is not part of a run's identity, so it is
-    an argument) and at the end ``workdir/model_ema.pt`` (fp16 EMA weights with the model
-    configuration). A checkpoint holds the weights, the optimiser, the data/noise generator and
-    the global RNG that dropout draws from, so a resumed run equals an uninterrupted one bit for
-    bit on the same device; it is written atomically, and only after the new weights pass
-    :func:`~ddgan_core.training.check_weights_finite` on a fixed probe batch, so after a
-    divergence the checkpoint on disk is the last good one. Returns the metrics: steps, images
-    seen, wall time, throughput, parameter count and the loss history.
-    """
-    from tqdm.auto import tqdm
+    an argument) and, when all ``ddpm_train_steps`` are done, ``workdir/model_ema.safetensors``
+    (fp16 EMA weights with the model configuration, :func:`load_model`), after which the
+    training state is deleted. ``stop_after`` (the run's step count, steps before a resume
+    included) and ``max_seconds`` (wall time of this call) stop early with a checkpoint and
+    ``finished = False``; calling again continues. A history entry (mean loss, learning rate,
+    throughput) is logged every ``log_every`` steps (default ``ddpm_train_steps // 100``).
 
-    workdir = Path(workdir)
-    if workdir.exists() and not workdir.is_dir():
-        raise ValueError(f"workdir {workdir} is a file; give a folder to train into")
-    workdir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(workdir)
+    A checkpoint holds the weights, the optimiser, the data/noise generator and the global RNG
+    that dropout draws from, so a resumed run equals an uninterrupted one bit for bit on the
+    same device; it is written atomically, and only after the new weights pass
+    :func:`~ddgan_core.training.check_weights_finite` on a fixed probe batch, so after a
+    divergence (:class:`~ddgan_core.training.DivergenceError`) the checkpoint on disk is the
+    last good one. Returns the metrics: steps, ``finished``, images seen, wall time,
+    throughput, parameter count and the loss history.
+    """
+    workdir = prepare_workdir(workdir)
     device = pick_device(device)
-    every = int(config.get("ddpm_checkpoint_every", 0) or 0) if checkpoint_every is None \
-        else int(checkpoint_every)
-    if every < 0:
-        raise ValueError(f"checkpoint_every={every} must be >= 0 (0: only at the end)")
+    every = checkpoint_cadence(checkpoint_every, config, "ddpm_checkpoint_every")
     steps, batch_size = int(config["ddpm_train_steps"]), int(config["ddpm_batch_size"])
     if steps < 1 or batch_size < 1:
         raise ValueError(f"ddpm_train_steps={steps} and ddpm_batch_size={batch_size} must be >= 1")
@@ -139,32 +157,19 @@ def train_ddpm(
     state = {"step": 0, "history": [], "train_seconds": 0.0}
     checkpoint = workdir / "checkpoint.pt"
     probe = _probe_batch(data, diffusion, device)
-    if checkpoint.exists():
-        saved = load_checkpoint(checkpoint, device)
-        if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(
-                f"{checkpoint} is not a DDPM training checkpoint (format "
-                f"{saved.get('format') if isinstance(saved, dict) else None!r}, expected "
-                f"{CHECKPOINT_FORMAT!r}); train into another folder or delete it"
-            )
-        try:
+    saved = resume_state(checkpoint, CHECKPOINT_FORMAT, "a DDPM training checkpoint", device)
+    if saved is not None:
+        with restoring(checkpoint, "this model configuration"):
             model.load_state_dict(saved["model"])
             ema.load_state_dict(saved["ema"])
             optimizer.load_state_dict(saved["optimizer"])
-        except (KeyError, RuntimeError, ValueError) as err:
-            first = (str(err).strip().splitlines() or [""])[0][:200]
-            raise CheckpointError(
-                f"{checkpoint} does not fit this model configuration ({first}); train into "
-                "another folder or delete it"
-            ) from None
         generator.set_state(saved["rng"].cpu())
         set_global_rng_state(saved.get("global_rng"), device)
         state = {k: saved[k] for k in state}
-    bar = tqdm(total=steps, initial=state["step"], disable=not progress, desc="DDPM", leave=False)
-    log_every = max(1, steps // 100)
-    running, count, start = 0.0, 0, time.perf_counter()
+    interval = {"loss": 0.0, "count": 0, "since": time.perf_counter()}
     model.train()
-    while state["step"] < steps:
+
+    def train_step() -> int:
         step = state["step"]
         for group in optimizer.param_groups:
             group["lr"] = config["ddpm_lr"] * warmup_cosine(
@@ -186,50 +191,49 @@ def train_ddpm(
         optimizer.step()
         ema.update(model)
         state["step"] = step + 1
-        running += loss.item()
-        count += 1
-        if state["step"] % log_every == 0 or state["step"] == steps:
-            check_finite(state["step"], {"loss": running / count})
-            elapsed = time.perf_counter() - start
-            state["history"].append({
-                "step": state["step"], "loss": running / count,
-                "lr": optimizer.param_groups[0]["lr"],
-                "images_per_s": count * batch_size / max(elapsed, 1e-9),
-            })
-            state["train_seconds"] += elapsed
-            running, count, start = 0.0, 0, time.perf_counter()
-            bar.set_postfix(loss=f"{state['history'][-1]['loss']:.4f}")
-        bar.update(1)
-        pause = stop_after is not None and state["step"] >= stop_after and state["step"] < steps
-        if pause or (every and state["step"] % every == 0 and state["step"] < steps):
-            _save_training_state(checkpoint, model, ema, optimizer, generator, state, probe)
-        if pause:
-            bar.close()
-            raise TrainingPaused(f"paused at step {state['step']}; {checkpoint} resumes it")
-    bar.close()
-    _save_training_state(checkpoint, model, ema, optimizer, generator, state, probe)
-    save_checkpoint(workdir / "model_ema.pt", {
-        "format": MODEL_FORMAT,
-        "model": half_state_dict(ema.model),
-        "config": {k: config[k] for k in MODEL_KEYS + DIFFUSION_KEYS},
-    })
-    checkpoint.unlink()  # the EMA weights are the product; the training state is not kept
-    history = state["history"]
+        interval["loss"] += loss.item()
+        interval["count"] += 1
+        return state["step"]
+
+    def log(step: int) -> dict[str, str]:
+        mean = interval["loss"] / interval["count"]
+        check_finite(step, {"loss": mean})
+        elapsed = time.perf_counter() - interval["since"]
+        state["history"].append({
+            "step": step, "loss": mean, "lr": optimizer.param_groups[0]["lr"],
+            "images_per_s": interval["count"] * batch_size / max(elapsed, 1e-9),
+        })
+        state["train_seconds"] += elapsed
+        interval.update(loss=0.0, count=0, since=time.perf_counter())
+        return {"loss": f"{mean:.4f}"}
+
+    def save(step: int, seconds: float) -> None:
+        _save_training_state(checkpoint, model, ema, optimizer, generator, state, probe)
+
+    end = run_training_loop(
+        train_step, save, log, start=state["step"], total=steps, desc="DDPM", progress=progress,
+        log_every=int(log_every or max(1, steps // 100)), checkpoint_every=every,
+        stop_after=stop_after, max_seconds=max_seconds,
+    )
+    if end.finished:
+        save_model_file(workdir / MODEL_FILE, half_state_dict(ema.model), {
+            "format": MODEL_FORMAT,
+            "config": {k: config[k] for k in MODEL_KEYS + DIFFUSION_KEYS},
+        })
+        checkpoint.unlink(missing_ok=True)  # the EMA weights are the product, not the state
+    done, history = state["step"], state["history"]
     return {
-        "train_steps": steps,
-        "images_seen": steps * batch_size,
-        "epochs": steps * batch_size / data.shape[0],
+        "train_steps": done,
+        "finished": end.finished,
+        "images_seen": done * batch_size,
+        "epochs": done * batch_size / data.shape[0],
         "train_seconds": round(state["train_seconds"], 2),
-        "images_per_s": steps * batch_size / max(state["train_seconds"], 1e-9),
+        "images_per_s": done * batch_size / max(state["train_seconds"], 1e-9),
         "parameters": count_parameters(model),
-        "final_loss": history[-1]["loss"],
+        "final_loss": history[-1]["loss"] if history else float("nan"),
         "history": history,
         "device": str(device),
     }
-
-
-class TrainingPaused(RuntimeError):
-    """Training stopped on request with its state saved; calling again resumes it."""
 
 
 def _probe_batch(data: torch.Tensor, diffusion: GaussianDiffusion, device: torch.device):
@@ -273,31 +277,26 @@ def _save_training_state(path, model, ema, optimizer, generator, state, probe) -
 def load_model(
     path: str | Path, device: str | torch.device | None = None
 ) -> tuple[nn.Module, GaussianDiffusion]:
-    """Rebuild the EMA network and its diffusion from ``model_ema.pt`` (fp16 -> fp32).
+    """Rebuild the EMA network and its diffusion from a DDPM model file (fp16 -> fp32).
 
-    Accepts files tagged :data:`MODEL_FORMAT` and the untagged ones written before the tag;
-    raises :class:`~ddgan_core.training.CheckpointError` (one line) for anything else.
+    Reads ``model_ema.safetensors`` and the torch ``model_ema.pt`` of before (tagged
+    :data:`MODEL_FORMAT`, or untagged as first written); raises
+    :class:`~ddgan_core.checkpoint.CheckpointError` (one line) for anything else.
     """
     device = pick_device(device)
-    saved = load_checkpoint(path, device)
-    fmt = saved.get("format") if isinstance(saved, dict) else None
+    tensors, info = read_model_file(path)
+    fmt = info.get("format")
     if fmt == CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is a DDPM training state; sample from the model_ema.pt "
+        raise CheckpointError(f"{path} is a DDPM training state; sample from the {MODEL_FILE} "
                               "that training writes when it finishes")
-    if fmt not in (None, MODEL_FORMAT) or not isinstance(saved, dict) \
-            or "model" not in saved or "config" not in saved:
+    if fmt not in (None, MODEL_FORMAT) or not tensors or "config" not in info:
         raise CheckpointError(f"{path} is not a DDPM model file (format {fmt!r}; expected "
-                              f"{MODEL_FORMAT!r} with keys 'model' and 'config')")
-    try:
-        model = make_model(saved["config"])
+                              f"{MODEL_FORMAT!r} with weights and a configuration)")
+    with restoring(path, "its stored configuration"):
+        model = make_model(info["config"])
         model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                               for k, v in saved["model"].items()})
-        diffusion = make_diffusion(saved["config"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        first = (str(err).strip().splitlines() or [""])[0][:200]
-        raise CheckpointError(
-            f"{path}: weights do not fit the stored configuration ({first})"
-        ) from None
+                               for k, v in tensors.items()})
+        diffusion = make_diffusion(info["config"])
     return model.to(device).eval(), diffusion
 
 
@@ -327,12 +326,15 @@ def ddpm_sample(
     batch_size: int = 1000,
     device: str | torch.device | None = None,
     clip: bool = True,
+    *,
+    progress: bool = True,
 ) -> tuple[torch.Tensor, int]:
     """Draw ``n`` images with ``steps`` network evaluations each; returns (images in [-1, 1], NFE).
 
     ``sampler="ancestral"`` runs the respaced chain with the posterior variance (Ho et al.
     Algorithm 2 on the kept steps); ``"ddim"`` the DDIM update with ``eta`` (0: deterministic).
-    Seeded per batch, so a given seed gives the same images on the same device.
+    Seeded per batch, so a given seed gives the same images on the same device. A progress bar
+    over batches and steps shows on a terminal unless ``progress`` is false.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler={sampler!r} is unknown; allowed: {list(SAMPLERS)}")
@@ -344,7 +346,10 @@ def ddpm_sample(
     timestep_map = torch.as_tensor(timestep_map, device=device)
     model = model.to(device).eval()
     out = []
-    for first in range(0, n, batch_size):
+    batches = range(0, n, batch_size)
+    bar = progress_bar(total=len(batches) * len(kept), desc=f"DDPM {sampler} K={len(kept)}",
+                       enabled=progress, unit="step")
+    for first in batches:
         b = min(batch_size, n - first)
         generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + first)
         x = torch.randn((b, 1, 28, 28), device=device, generator=generator)
@@ -357,5 +362,7 @@ def ddpm_sample(
                 x = spaced.p_sample_from_eps(eps, x, t, noise=noise, clip=clip)
             else:
                 x = spaced.ddim_step(eps, x, t, t - 1, eta=eta, noise=noise, clip=clip)
+            bar.update(1)
         out.append(x.clamp(-1, 1).cpu())
+    bar.close()
     return torch.cat(out), len(kept)

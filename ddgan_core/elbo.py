@@ -12,7 +12,8 @@ library's 0-based code step ``k = t - 1`` say so (see :mod:`ddgan_core.diffusion
                                   -> :func:`elbo_weights`, :func:`posterior_kl_from_eps`,
   :func:`kl_identity_check`; the seed's printed weight -> :func:`seed_weights`
 * eq. (4): the ELBO of the best Gaussian-kernel reverse model of a 1-D Gaussian mixture, whose
-  posterior mean E[x_0 | x_t] is known in closed form        -> :class:`GaussianMixture`,
+  posterior mean E[x_0 | x_t] is known in closed form (:mod:`ddgan_core.mixtures`)
+                                                             -> :class:`GaussianMixture`,
   :func:`elbo_monte_carlo`, :func:`elbo_gap_sweep`
 * sec. 2.2: the true reverse kernel q(x_{t-1} | x_t) of a 2-D mixture on a grid, and how far it
   is from a Gaussian as the step grows                      -> :func:`reverse_kernel_grid`,
@@ -32,14 +33,13 @@ import numpy as np
 import torch
 
 from .diffusion import GaussianDiffusion, make_beta_schedule
+from .mixtures import ELBO_RING, LOG_2PI, GaussianMixture, ring8, three_gaussians_1d
 
 __all__ = [
-    "SIZES",
     "GaussianMixture",
     "KernelGrid",
     "elbo_gap_sweep",
     "elbo_monte_carlo",
-    "elbo_sizes",
     "elbo_weights",
     "eight_gaussians",
     "expected_log_prob_1d",
@@ -54,58 +54,6 @@ __all__ = [
     "three_gaussians_1d",
     "vp_step_levels",
 ]
-
-LOG_2PI = math.log(2.0 * math.pi)
-
-# Monte Carlo and grid sizes of the chapter, per run profile (the profiles module holds the
-# sizes of the trained models; these toys are cheap enough to live here).
-SIZES: dict[str, dict] = {
-    "smoke": {
-        "kl_batch": 16,          # rows per (schedule, t) in the KL == weighted-MSE check
-        "kl_dim": 8,             # dimension of those rows
-        "kl_steps": 6,           # timesteps checked per schedule
-        "elbo_T": [2, 4, 8, 16, 32],
-        "elbo_samples": 1_000,   # data points x_0 per T
-        "kernel_T": [4, 16, 1024],
-        "kernel_xt": 4,          # points x_t the kernel is averaged over
-        "kernel_grid": 41,       # grid points per axis
-        "panel_grid": 81,        # grid points per axis of the figure's kernels
-    },
-    "cpu": {
-        "kl_batch": 64,
-        "kl_dim": 16,
-        "kl_steps": 25,
-        "elbo_T": [2, 4, 8, 16, 32, 64, 128, 256],
-        "elbo_samples": 20_000,
-        "kernel_T": [4, 8, 16, 32, 64, 128, 256, 1024],
-        "kernel_xt": 64,
-        "kernel_grid": 61,
-        "panel_grid": 201,
-    },
-}
-SIZES["full"] = {**SIZES["cpu"], "elbo_samples": 100_000, "kernel_xt": 256, "kernel_grid": 101}
-
-
-def elbo_sizes(profile: str, **overrides: int | None) -> dict:
-    """A copy of the chapter's sizes for ``profile`` (``smoke``, ``cpu`` or ``full``).
-
-    ``overrides`` replace single sizes (``None`` means "keep the profile's"); unknown names and
-    non-positive counts raise ``ValueError``.
-    """
-    if profile not in SIZES:
-        raise ValueError(f"profile={profile!r} is unknown; valid profiles: {sorted(SIZES)}")
-    sizes = {k: list(v) if isinstance(v, list) else v for k, v in SIZES[profile].items()}
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        if key not in sizes or isinstance(sizes[key], list):
-            allowed = sorted(k for k, v in sizes.items() if not isinstance(v, list))
-            raise ValueError(f"unknown size {key!r}; valid names: {allowed}")
-        if isinstance(value, bool) or int(value) != value or value < 2:
-            raise ValueError(f"size {key} must be an integer >= 2, got {value!r}")
-        sizes[key] = int(value)
-    return sizes
-
 
 # --------------------------------------------------------------------------------------------
 # eqs. (5)-(6): one step's KL and the weighted squared error
@@ -264,106 +212,15 @@ def kl_identity_check(
 
 
 # --------------------------------------------------------------------------------------------
-# Gaussian mixtures: data with a known density and a known posterior E[x_0 | x_t]
+# Gaussian mixtures (:mod:`ddgan_core.mixtures`): data with a known posterior E[x_0 | x_t]
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class GaussianMixture:
-    """A mixture of isotropic Gaussians in d dimensions: weights [K], means [K, d], stds [K].
-
-    Under the forward process a component N(m, s^2 I) becomes N(sqrt(abar) m, (abar s^2 + 1 -
-    abar) I), so every marginal q(x_t) is again such a mixture (:meth:`noisy`) and the posterior
-    of x_0 given x_t is a mixture of Gaussians too (:meth:`posterior_x0`).
-    """
-
-    weights: np.ndarray
-    means: np.ndarray
-    stds: np.ndarray
-
-    def __post_init__(self) -> None:
-        w = np.asarray(self.weights, dtype=np.float64)
-        m = np.asarray(self.means, dtype=np.float64)
-        s = np.asarray(self.stds, dtype=np.float64)
-        if m.ndim == 1:
-            m = m[:, None]
-        if w.ndim != 1 or m.shape[0] != w.size or s.shape != w.shape:
-            raise ValueError(
-                f"weights [K], means [K, d] and stds [K] must agree, got shapes {w.shape}, "
-                f"{m.shape}, {s.shape}"
-            )
-        if np.any(w <= 0) or not np.isclose(w.sum(), 1.0) or np.any(s <= 0):
-            raise ValueError("weights must be positive and sum to 1, stds must be positive")
-        object.__setattr__(self, "weights", w)
-        object.__setattr__(self, "means", m)
-        object.__setattr__(self, "stds", s)
-
-    @property
-    def dim(self) -> int:
-        return self.means.shape[1]
-
-    def noisy(self, abar: float) -> GaussianMixture:
-        """The marginal q(x_t) at noise level ``abar`` = abar_t (eq. 2 on each component)."""
-        var = abar * self.stds**2 + (1.0 - abar)
-        return GaussianMixture(self.weights, math.sqrt(abar) * self.means, np.sqrt(var))
-
-    def _component_log_probs(self, x: np.ndarray) -> np.ndarray:
-        """log(w_k N(x; m_k, s_k^2 I)) for x [N, d]: [N, K]."""
-        x = np.asarray(x, dtype=np.float64).reshape(-1, self.dim)
-        sq = np.zeros((x.shape[0], self.weights.size))
-        for j in range(self.dim):  # a loop over the few coordinates beats an [N, K, d] array
-            sq += np.subtract.outer(x[:, j], self.means[:, j]) ** 2
-        var = self.stds**2
-        return np.log(self.weights) - 0.5 * (sq / var + self.dim * (LOG_2PI + np.log(var)))
-
-    def log_prob(self, x: np.ndarray) -> np.ndarray:
-        """log density at x [N, d] (or [N] in 1-D): [N]."""
-        lp = self._component_log_probs(x)
-        top = lp.max(1, keepdims=True)
-        return top[:, 0] + np.log(np.exp(lp - top).sum(1))
-
-    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """n draws, [n, d]."""
-        k = rng.choice(self.weights.size, size=n, p=self.weights)
-        return self.means[k] + self.stds[k, None] * rng.standard_normal((n, self.dim))
-
-    def posterior_x0(self, xt: np.ndarray, abar: float) -> tuple[np.ndarray, np.ndarray]:
-        """Mean E[x_0 | x_t] and per-coordinate variance Var[x_0 | x_t], both [N, d].
-
-        Component k given x_t: responsibility r_k proportional to w_k N(x_t; sqrt(abar) m_k,
-        v_k I), v_k = abar s_k^2 + 1 - abar; within it x_0 | x_t is Gaussian with mean
-        m_k + sqrt(abar) s_k^2 / v_k (x_t - sqrt(abar) m_k) and variance s_k^2 (1 - abar) / v_k.
-        The totals follow from the laws of total expectation and variance.
-        """
-        xt = np.asarray(xt, dtype=np.float64).reshape(-1, self.dim)
-        lp = self.noisy(abar)._component_log_probs(xt)
-        r = np.exp(lp - lp.max(1, keepdims=True))
-        r /= r.sum(1, keepdims=True)
-        s2 = self.stds**2
-        v = abar * s2 + (1.0 - abar)
-        gain = math.sqrt(abar) * s2 / v                                     # [K]
-        mk = self.means[None] + gain[None, :, None] * (
-            xt[:, None, :] - math.sqrt(abar) * self.means[None])           # [N, K, d]
-        vk = s2 * (1.0 - abar) / v                                          # [K]
-        mean = (r[:, :, None] * mk).sum(1)
-        second = (r[:, :, None] * (vk[None, :, None] + mk**2)).sum(1)
-        return mean, np.maximum(second - mean**2, 0.0)
-
-
-def three_gaussians_1d() -> GaussianMixture:
-    """The 1-D toy of the ELBO section: three unequal, well-separated modes inside [-1, 1]."""
-    return GaussianMixture(
-        weights=np.array([0.3, 0.5, 0.2]),
-        means=np.array([[-0.7], [0.05], [0.75]]),
-        stds=np.array([0.08, 0.12, 0.06]),
-    )
-
-
-def eight_gaussians(radius: float = 0.8, std: float = 0.08) -> GaussianMixture:
-    """Eight equal Gaussians evenly spaced on a circle: the 2-D toy of the kernel section."""
-    angles = np.arange(8) * (2 * math.pi / 8)
-    means = radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
-    return GaussianMixture(np.full(8, 1 / 8), means, np.full(8, std))
+def eight_gaussians(radius: float = ELBO_RING["radius"],
+                    std: float = ELBO_RING["std"]) -> GaussianMixture:
+    """The 2-D toy of the kernel section: :func:`~ddgan_core.mixtures.ring8` with radius 0.8
+    and std 0.08 (inside [-1, 1]^2, like the images; the toy DDGAN's ring is another one)."""
+    return ring8(radius, std)
 
 
 def expected_log_prob_1d(mixture: GaussianMixture, n_grid: int = 200_001) -> float:

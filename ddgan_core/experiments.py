@@ -17,9 +17,11 @@ from typing import Any
 import torch
 
 from .cache import Result, ResultCache, write_json_atomic
+from .checkpoint import find_model_file
+from .device import pick_device, synchronize
 from .plotting import save_grid
 from .profiles import get_profile
-from .training import pick_device, synchronize
+from .training import TrainingPaused, progress_bar
 
 #: Each experiment's version, part of its cache key: bump it when the experiment's computing
 #: code changes what it computes (its entries are then recomputed; the key test says which).
@@ -34,7 +36,7 @@ VERSIONS = {
     "sampling_speed": 1,
 }
 #: Profile keys that never enter a key: how often state is saved or logged.
-CADENCE_KEYS = ("ddpm_checkpoint_every", "ddgan_checkpoint_every")
+CADENCE_KEYS = ("ddpm_checkpoint_every", "ddgan_checkpoint_every", "ddgan_log_every")
 
 
 def _keyed(name: str, profile: dict[str, Any], **settings: Any) -> dict[str, Any]:
@@ -67,7 +69,8 @@ def dataset_statistics(profile: dict[str, Any], cache: ResultCache | None = None
 
 
 def ddpm_model(profile: dict[str, Any], cache: ResultCache | None = None) -> Result:
-    """Train the DDPM of ``profile`` (EMA weights ``model_ema.pt``, a sample grid, the curve)."""
+    """Train the DDPM of ``profile`` (EMA weights ``model_ema.safetensors``, a sample grid,
+    the curve)."""
     from . import ddpm
 
     config = _keyed("ddpm_model", profile, **ddpm.training_config(profile))
@@ -76,7 +79,10 @@ def ddpm_model(profile: dict[str, Any], cache: ResultCache | None = None) -> Res
         # checkpoint cadence: not part of the key (it changes no number), so an argument
         metrics = ddpm.train_ddpm(config, workdir,
                                   checkpoint_every=profile["ddpm_checkpoint_every"])
-        model, diffusion = ddpm.load_model(workdir / "model_ema.pt")
+        if not metrics["finished"]:  # stopped early: the .partial folder keeps the state
+            raise TrainingPaused(f"DDPM training stopped at step {metrics['train_steps']}; "
+                                 "asking for this entry again resumes it")
+        model, diffusion = ddpm.load_model(workdir / ddpm.MODEL_FILE)
         images, _ = ddpm.ddpm_sample(model, diffusion, 64, 100, "ancestral", seed=config["seed"])
         save_grid(images, workdir / "samples.png", nrow=8)
         return metrics
@@ -106,7 +112,7 @@ def ddpm_grid_point(
     )
 
     def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
-        model, diffusion = ddpm.load_model(model_result.file("model_ema.pt"))
+        model, diffusion = ddpm.load_model(find_model_file(model_result.path, "ddpm"))
         device = next(model.parameters()).device
         metrics = _evaluate_sampler(
             lambda n: ddpm.ddpm_sample(
@@ -123,7 +129,7 @@ def ddpm_fig1(profile: dict[str, Any], cache: ResultCache | None = None) -> list
     """Every point of Fig. 1: both samplers at every K of ``ddpm_step_grid``, cheapest first."""
     points = [(k, s) for k in sorted(profile["ddpm_step_grid"]) for s in ("ancestral", "ddim")]
     results = []
-    for k, sampler in points:
+    for k, sampler in progress_bar(points, desc="Fig. 1 grid", unit="point"):
         check_deadline(f"ddpm_grid_point {sampler} K={k}")
         results.append(ddpm_grid_point(profile, sampler, k, cache))
     return results
@@ -214,11 +220,12 @@ def ddgan_model(profile: dict[str, Any], cache: ResultCache | None = None) -> Re
             target = max(1, round(fraction * total))
             if any(p["step"] == target for p in progress):
                 continue
-            done = _trained_steps(workdir)  # train_ddgan's stop_after counts steps of this call
-            metrics = ddgan.train_ddgan(config, workdir, device=device,
-                                        stop_after=max(1, target - done),
+            # stop_after is the run's step count: a resumed run stops at the same target
+            metrics = ddgan.train_ddgan(config, workdir, device=device, stop_after=target,
                                         checkpoint_every=profile["ddgan_checkpoint_every"])
-            generator = _ema_generator(ddgan, config, workdir, device, metrics["finished"])
+            generator = (ddgan.load_generator(workdir / ddgan.GENERATOR_FILE, device)
+                         if metrics["finished"]
+                         else ddgan.ema_generator_from_checkpoint(workdir, device))
             point = _evaluate_sampler(sampler(generator, config["seed"]), n_progress, device, None)
             progress.append({"step": target, "images_seen": metrics["images_seen"],
                              **{k: point[k] for k in ("fid", "kid", "precision", "recall",
@@ -227,7 +234,7 @@ def ddgan_model(profile: dict[str, Any], cache: ResultCache | None = None) -> Re
         if not metrics:  # every chunk was done before an interruption: reload the trainer state
             metrics = ddgan.train_ddgan(config, workdir, device=device,
                                         checkpoint_every=profile["ddgan_checkpoint_every"])
-        generator = ddgan.load_generator(workdir / "generator_ema.pt", device)
+        generator = ddgan.load_generator(workdir / ddgan.GENERATOR_FILE, device)
         final = _evaluate_sampler(sampler(generator, config["seed"] + 1), config["fid_samples"],
                                   device, workdir)
         (workdir / "checkpoint.pt").unlink(missing_ok=True)
@@ -263,7 +270,7 @@ def ddgan_head_ablation(profile: dict[str, Any], cache: ResultCache | None = Non
         train = ddgan.train_ddgan(config, workdir, device=device,
                                   log_every=max(1, steps // 60), progress=False,
                                   checkpoint_every=max(1, steps // 4))
-        generator = ddgan.load_generator(workdir / "generator_ema.pt", device)
+        generator = ddgan.load_generator(workdir / ddgan.GENERATOR_FILE, device)
         diffusion = ddgan.make_ddgan_diffusion(config["ddgan_timesteps"])
         final = _evaluate_sampler(
             _ddgan_sampler(generator, diffusion, config, device, config["seed"] + 1),
@@ -298,18 +305,19 @@ def sampling_speed(profile: dict[str, Any], cache: ResultCache | None = None) ->
                     ddpm_steps=[1, 10, 100, max(profile["ddpm_step_grid"])])
 
     def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
-        model, diffusion = ddpm.load_model(ddpm_result.file("model_ema.pt"), device)
-        generator = ddgan.load_generator(gan_result.file("generator_ema.pt"), device)
+        model, diffusion = ddpm.load_model(find_model_file(ddpm_result.path, "ddpm"), device)
+        generator = ddgan.load_generator(find_model_file(gan_result.path, "ddgan"), device)
         gan_diffusion = ddgan.make_ddgan_diffusion(profile["ddgan_timesteps"])
         out: dict[str, Any] = {"ddgan": measure_speed(
             lambda b: ddgan.ddgan_sample(generator, gan_diffusion, b, profile["ddgan_nz"],
-                                         batch_size=b, device=device)[0],
+                                         batch_size=b, device=device, progress=False)[0],
             4 * batch, batch, profile["ddgan_timesteps"], device, warmup=1, repeats=5)}
         for k in config["ddpm_steps"]:
             repeats = 3 if k < 1000 else 2
             out[f"ddpm_{k}"] = measure_speed(
                 lambda b, k=k: ddpm.ddpm_sample(model, diffusion, b, k, "ancestral",
-                                                batch_size=b, device=device)[0],
+                                                batch_size=b, device=device,
+                                                progress=False)[0],
                 batch, batch, k, device, warmup=1, repeats=repeats)
         last = max(config["ddpm_steps"])
         out["speedup_vs_ddpm_last"] = (out[f"ddpm_{last}"]["seconds_per_image"]
@@ -335,26 +343,6 @@ def _read_progress(path: Path) -> list[dict[str, Any]]:
         raise ValueError(f"{path} should hold a list of evaluations; delete the .partial folder "
                          "to retrain")
     return progress
-
-
-def _trained_steps(workdir: Path) -> int:
-    """Steps done by an unfinished DDGAN run in ``workdir`` (0 when it has not started)."""
-    from .training import load_checkpoint
-
-    checkpoint = workdir / "checkpoint.pt"
-    return int(load_checkpoint(checkpoint)["trainer"]["step"]) if checkpoint.exists() else 0
-
-
-def _ema_generator(ddgan, config, workdir: Path, device: torch.device, finished: bool):
-    """The EMA generator after a training chunk (from the checkpoint while unfinished)."""
-    if finished:
-        return ddgan.load_generator(workdir / "generator_ema.pt", device)
-    from .training import load_checkpoint
-
-    state = load_checkpoint(workdir / "checkpoint.pt", device)
-    generator = ddgan.make_generator(config).to(device)
-    generator.load_state_dict(state["trainer"]["ema"])
-    return generator.eval()
 
 
 EXPERIMENTS: dict[str, Callable[[dict[str, Any], ResultCache | None], Any]] = {
@@ -389,16 +377,32 @@ def reproduce(
     cache = cache or ResultCache()
     results: list[Result] = []
     _DEADLINE[:] = [time.monotonic() + budget_s] if budget_s else []
+    start = time.monotonic()
     try:
         for index, name in enumerate(names, 1):
             check_deadline(name)
-            print(f"[{index}/{len(names)}] {name} ...", flush=True)
+            print(f"[{index}/{len(names)}] {name} ...{_eta(start, index - 1, len(names))}",
+                  flush=True)
             results += _run_experiment(name, config, cache, index, len(names))
     except DeadlineReached as stop:
         print(f"stopped: {stop}; {len(results)} entries done, the rest can resume later")
     finally:
         _DEADLINE.clear()
     return results
+
+
+def _eta(start: float, done: int, total: int) -> str:
+    """`` (elapsed 3m10s, about 6m left)``: the mean time per finished experiment times those left
+    (a rough guide: experiments differ in cost, and cached ones take seconds)."""
+    if not done:
+        return ""
+    elapsed = time.monotonic() - start
+    left = elapsed / done * (total - done)
+    return f" (elapsed {_minutes(elapsed)}, about {_minutes(left)} left)"
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
 
 def _run_experiment(name: str, config: dict[str, Any], cache: ResultCache, index: int,

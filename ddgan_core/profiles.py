@@ -22,6 +22,16 @@ _BASE: dict[str, Any] = {
     "forward_vp_timesteps": 4,      # T of DDGAN's discrete VP schedule shown
     "forward_examples": 8,          # images shown per row of the noising figure
     "forward_snr_points": 200,      # points of the SNR curve
+    # chapter 2: the ELBO, checked on toys (Monte Carlo and grid sizes)
+    "elbo_kl_batch": 64,            # rows per (schedule, t) of the KL == weighted-MSE check
+    "elbo_kl_dim": 16,              # dimension of those rows
+    "elbo_kl_steps": 25,            # timesteps checked per schedule
+    "elbo_T_values": [2, 4, 8, 16, 32, 64, 128, 256],  # chain lengths of the ELBO-gap sweep
+    "elbo_samples": 20_000,         # data points x_0 per T
+    "elbo_kernel_T_values": [4, 8, 16, 32, 64, 128, 256, 1024],  # T of the kernel sweep
+    "elbo_kernel_xt": 64,           # points x_t the reverse kernel is averaged over
+    "elbo_kernel_grid": 61,         # grid points per axis of the kernel sweep
+    "elbo_panel_grid": 201,         # grid points per axis of the figure's kernels
     # evaluation
     "fid_samples": 10_000,          # generated images per FID/KID/PR evaluation
     "classifier_epochs": 12,        # feature-extractor training (metrics)
@@ -60,6 +70,8 @@ _BASE: dict[str, Any] = {
     "ddgan_d_steps": 1,
     "ddgan_ema_decay": 0.9995,
     "ddgan_checkpoint_every": 1000,
+    "ddgan_log_every": 0,           # steps per history entry; 0: min(50, steps // 50)
+    "toy_ddgan_steps": 1_200,       # training steps of the 2-D toy DDGAN (chapter 4)
 }
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -68,6 +80,15 @@ PROFILES: dict[str, dict[str, Any]] = {
         "forward_timesteps": 50,
         "forward_examples": 4,
         "forward_snr_points": 20,
+        "elbo_kl_batch": 16,
+        "elbo_kl_dim": 8,
+        "elbo_kl_steps": 6,
+        "elbo_T_values": [2, 4, 8, 16, 32],
+        "elbo_samples": 1_000,
+        "elbo_kernel_T_values": [4, 16, 1024],
+        "elbo_kernel_xt": 4,
+        "elbo_kernel_grid": 41,
+        "elbo_panel_grid": 81,
         "fid_samples": 256,
         "classifier_epochs": 1,
         "eval_batch_size": 128,
@@ -89,6 +110,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "ddgan_lazy_r1": 2,
         "ddgan_checkpoint_every": 3,
         "head_ablation_steps": 4,
+        "toy_ddgan_steps": 150,
     },
     "cpu": {
         **_BASE,
@@ -118,6 +140,9 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
     "full": {
         **_BASE,
+        "elbo_samples": 100_000,
+        "elbo_kernel_xt": 256,
+        "elbo_kernel_grid": 101,
         "fid_samples": 10_000,
         "ddpm_train_steps": 6_000,
         "ddpm_grid_samples": 5_000,
@@ -134,6 +159,28 @@ DESCRIPTIONS = {
     "cpu": "reference run on a 2-core CPU; small networks, FID on a few thousand samples",
     "full": "paper scale on one GPU (about ten minutes on an H200)",
 }
+
+
+#: Integer settings that may be 0 (a seed, "no latent", "never"/"automatic" cadences); every other
+#: integer setting counts something and must be >= 1.
+MAY_BE_ZERO = {"seed", "ddgan_nz", "ddpm_checkpoint_every", "ddgan_checkpoint_every",
+               "ddgan_log_every", "ddpm_warmup_steps"}
+
+
+def keys() -> list[str]:
+    """Every parameter name (the same in every profile), sorted."""
+    return sorted(_BASE)
+
+
+def overrides_from(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """The profile keys among ``namespace``'s names whose value is not ``None``.
+
+    A chapter calls ``get_profile(profile, **overrides_from(globals()))`` after its parameters
+    cell, so every profile key passed by papermill (``-p ddpm_train_steps 500``), the book runner
+    or ``sweep`` reaches the chapter's profile, declared in its parameters cell or not: one
+    namespace for every chapter.
+    """
+    return {k: namespace[k] for k in _BASE if k in namespace and namespace[k] is not None}
 
 
 def get_profile(name: str, **overrides: Any) -> dict[str, Any]:
@@ -160,7 +207,21 @@ def apply_overrides(config: dict[str, Any], overrides: Mapping[str, Any]) -> dic
         )
     for key, value in overrides.items():
         config[key] = _coerce(key, value, config[key])
+        _check_value(key, config[key])
     return config
+
+
+def _check_value(key: str, value: Any) -> None:
+    """Counts >= 1 (>= 0 for :data:`MAY_BE_ZERO`), non-negative rates and weights."""
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if isinstance(item, bool):
+            continue
+        low = 0 if key in MAY_BE_ZERO else 1
+        if isinstance(item, int) and item < low:
+            raise ValueError(f"parameter {key}={value!r}: must be >= {low}")
+        if isinstance(item, float) and not item >= 0:
+            raise ValueError(f"parameter {key}={value!r}: must be a number >= 0")
 
 
 def parse_assignments(items: list[str] | None) -> dict[str, Any]:

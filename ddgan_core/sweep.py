@@ -1,8 +1,10 @@
 """Parameter sweeps over a chapter: papermill per grid point, every glued number into one CSV.
 
-``python -m ddgan_core sweep notebooks/01_forward_process -p num_timesteps 100 1000`` executes
-the notebook once per value (several ``-p`` make a grid), reads every value the notebook glued
-(``myst_nb.glue``), and writes ``results.csv`` and ``plot.png`` into the output folder.
+``python -m ddgan_core sweep notebooks/01_forward_process -p forward_timesteps 100 1000 --profile
+cpu`` executes the notebook once per value (several ``-p`` make a grid; names are profile keys),
+reads every value the notebook glued (``myst_nb.glue``: raw numbers, formatted in the prose), and
+writes ``results.csv``, ``plot.png`` and ``sweep.json`` (notebook, profile, grid, commit, and per
+point the cache entries it computed or loaded) into the output folder.
 
 Every value of the grid is checked against the notebook's parameters (name, and type against
 the notebook's default and the profile) before the first point runs, so a typo fails at once
@@ -22,8 +24,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .book import check_parameters, execute_notebook, notebook_parameters
-from .cache import atomic_write_bytes, repo_root
+from .book import check_parameters, execute_notebook
+from .cache import LOG_ENV_VAR, atomic_write_bytes, git_commit, repo_root, write_json_atomic
 
 
 def glued_values(notebook_path: Path) -> dict[str, Any]:
@@ -57,8 +59,12 @@ def _parse_number(text: str) -> Any:
             return float(value.replace(",", ""))
         except ValueError:
             return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value  # a count stays an integer
+    if isinstance(value, float):
+        return value
     return value
 
 
@@ -99,20 +105,44 @@ def run_sweep(
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir = Path(out_dir or repo_root() / "sweeps" / source.stem / stamp)
     out_dir.mkdir(parents=True, exist_ok=True)
-    defaults = notebook_parameters(source)
-    rows = []
+    rows, records = [], []
     for index, point in enumerate(points):
         label = ", ".join(f"{k}={v}" for k, v in point.items())
         print(f"[{index + 1}/{len(points)}] {source.stem}: {label}", flush=True)
+        log = out_dir / f"point_{index:03d}.cache.jsonl"
+        log.unlink(missing_ok=True)
         executed = execute_notebook(
-            source, out_dir / f"point_{index:03d}.ipynb", {"profile": profile, **point}
+            source, out_dir / f"point_{index:03d}.ipynb", {"profile": profile, **point},
+            env={LOG_ENV_VAR: str(log)},
         )
-        rows.append({"profile": profile, **{k: point.get(k, defaults.get(k)) for k in grid},
-                     **glued_values(executed)})
+        rows.append({"profile": profile, **point, **glued_values(executed)})
+        records.append({"parameters": point, "notebook": executed.name,
+                        "cache_entries": _read_log(log)})
+        log.unlink(missing_ok=True)
     csv_path = write_csv(rows, out_dir / "results.csv")
     plot_path = plot_sweep(rows, list(grid), out_dir / "plot.png")
-    print(f"sweep: {csv_path}\nsweep: {plot_path}")
+    write_json_atomic(out_dir / "sweep.json", {
+        "notebook": str(source.relative_to(repo_root()) if source.is_relative_to(repo_root())
+                        else source),
+        "profile": profile, "grid": grid, "git_commit": git_commit(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "points": records,
+    })
+    print(f"sweep: {csv_path}\nsweep: {plot_path}\nsweep: {out_dir / 'sweep.json'}")
     return csv_path, plot_path
+
+
+def _read_log(path: Path) -> list[dict[str, Any]]:
+    """The cache entries a point used (name, key, computed or loaded), in order, once each."""
+    if not path.exists():
+        return []
+    seen, entries = set(), []
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        if (record["name"], record["key"]) not in seen:
+            seen.add((record["name"], record["key"]))
+            entries.append({k: record[k] for k in ("name", "key", "computed")})
+    return entries
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> Path:

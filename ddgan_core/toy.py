@@ -1,28 +1,29 @@
 """A Denoising Diffusion GAN on 2-D Gaussian mixtures: seconds on a CPU, modes countable.
 
-The mixtures are the usual mode-collapse benchmarks of the GAN literature:
+The mixtures are the usual mode-collapse benchmarks of the GAN literature, built by
+:mod:`ddgan_core.mixtures`:
 
-* ``"8gaussians"``: 8 equal components on a circle of radius ``scale`` (default 2), each with
-  std ``0.02 * scale`` (0.04);
-* ``"25gaussians"``: 25 equal components on the grid {-2, -1, 0, 1, 2}^2 times ``scale / 2``
-  (spacing 1 by default), std ``0.02 * scale``.
+* ``"8gaussians"``: :func:`~ddgan_core.mixtures.ring8` with radius ``scale`` (default 2) and std
+  ``0.02 * scale`` (0.04): :data:`~ddgan_core.mixtures.TOY_RING`, not the ELBO chapter's ring;
+* ``"25gaussians"``: :func:`~ddgan_core.mixtures.grid25`, 25 equal components on the grid
+  {-2, -1, 0, 1, 2}^2 times ``scale / 2`` (spacing 1 by default), std ``0.02 * scale``.
 
-:func:`train_toy_ddgan` trains :class:`~ddgan_core.nets.discriminator.ToyGenerator` and
-:class:`~ddgan_core.nets.discriminator.ToyDiscriminator` (MLPs; time and z enter by concatenating
-their embeddings) with the image model's own :class:`~ddgan_core.ddgan.DDGANTrainer` (same
-pairs, losses, R1, posterior sampling) and samples with :func:`~ddgan_core.ddgan.ddgan_sample`.
+:func:`train_toy_ddgan` trains :class:`~ddgan_core.nets.toy.ToyGenerator` and
+:class:`~ddgan_core.nets.toy.ToyDiscriminator` (MLPs; time and z enter by concatenating their
+embeddings) with the image model's own :class:`~ddgan_core.ddgan.DDGANTrainer` (same pairs,
+losses, R1, posterior sampling) and samples with :func:`~ddgan_core.ddgan.ddgan_sample`.
 :func:`mode_coverage` counts the modes a sample set covers and its share of high-quality
 samples (within 3 std of a centre). :func:`true_reverse_samples` draws from the exact reverse
 kernel q(x_{t-1} | x_t), a Gaussian mixture in closed form for mixture data, to set next to the
-model's p_theta(x_{t-1} | x_t) (:func:`model_reverse_samples`; both at once:
-:func:`reverse_kernel_comparison`) in a figure.
+model's p_theta(x_{t-1} | x_t) (:func:`model_reverse_samples`) in the DDGAN chapter's figure.
 
 Defaults (T = 2, 2,000 steps of batch 256, Adam lr 3e-3 for both networks, two D updates per G
 update, R1 gamma 0.05 every 4 D updates, EMA 0.99) cover 8/8 modes with about 80% high-quality
-samples for seeds 0-2 (0.82, 0.83, 0.79) in roughly 20-35 s on one busy CPU thread. The stall of
-DESIGN.md section 6 is easy to provoke here: a generator faster than its discriminator
-(lr_g 4e-3 against lr_d 2e-3) or a two-layer D sits at gap ~0 and D loss 2 ln 2 from the start,
-and a single D update per G update at lr 3e-3 stalls for the first ~1,000 steps.
+samples for seeds 0-2 (0.82, 0.83, 0.79) in roughly 20-35 s on one busy CPU thread. The stall
+the image model can suffer (D(real) = D(fake) from the start, the D loss at 2 ln 2; see
+:mod:`ddgan_core.ddgan.trainer`) is easy to provoke here: a generator faster than its
+discriminator (lr_g 4e-3 against lr_d 2e-3) or a two-layer D sits at gap ~0 and D loss 2 ln 2
+from the start, and a single D update per G update at lr 3e-3 stalls for the first ~1,000 steps.
 """
 
 from __future__ import annotations
@@ -41,16 +42,18 @@ from .ddgan import (
     stall_fraction,
 )
 from .diffusion import GaussianDiffusion
-from .nets.discriminator import ToyDiscriminator, ToyGenerator
+from .mixtures import GaussianMixture, grid25, ring8
+from .nets.toy import ToyDiscriminator, ToyGenerator
+from .training import progress_bar
 
 __all__ = [
     "MIXTURES",
     "ToyDiscriminator",
     "ToyGenerator",
     "mixture",
+    "mixture_of",
     "mode_coverage",
     "model_reverse_samples",
-    "reverse_kernel_comparison",
     "sample_mixture",
     "train_toy_ddgan",
     "true_reverse_samples",
@@ -60,27 +63,27 @@ MIXTURES = ("8gaussians", "25gaussians")
 BASE_STD = 0.02
 
 
+def mixture_of(name: str, scale: float = 2.0) -> GaussianMixture:
+    """The mixture ``name`` (``"8gaussians"`` or ``"25gaussians"``) at ``scale``; see the
+    module docstring."""
+    if name == "8gaussians":
+        return ring8(radius=scale, std=BASE_STD * scale)
+    if name == "25gaussians":
+        return grid25(spacing=scale / 2.0, std=BASE_STD * scale)
+    raise ValueError(f"name={name!r} is not a mixture; choose from {MIXTURES}")
+
+
 def mixture(name: str, scale: float = 2.0) -> tuple[torch.Tensor, float]:
     """Centres [K, 2] (float64) and the common std of mixture ``name`` (equal weights)."""
-    if name == "8gaussians":
-        angles = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
-        centers = scale * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)
-    elif name == "25gaussians":
-        grid = torch.arange(-2, 3, dtype=torch.float64)
-        centers = torch.cartesian_prod(grid, grid) * (scale / 2.0)
-    else:
-        raise ValueError(f"name={name!r} is not a mixture; choose from {MIXTURES}")
-    return centers, BASE_STD * scale
+    mix = mixture_of(name, scale)
+    return torch.from_numpy(mix.means), float(mix.stds[0])
 
 
 def sample_mixture(
     name: str, n: int, generator: torch.Generator | None = None, scale: float = 2.0
 ) -> torch.Tensor:
     """``n`` draws [n, 2] (float32) from mixture ``name``; see the module docstring."""
-    centers, std = mixture(name, scale)
-    idx = torch.randint(0, centers.shape[0], (n,), generator=generator)
-    noise = torch.randn(n, 2, generator=generator, dtype=torch.float64)
-    return (centers[idx] + std * noise).float()
+    return mixture_of(name, scale).sample_torch(n, generator)
 
 
 def mode_coverage(
@@ -121,6 +124,7 @@ def train_toy_ddgan(
     log_every: int = 25,
     n_eval: int = 2500,
     scale: float = 2.0,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Train a T-step DDGAN on a 2-D mixture (CPU, seconds) and evaluate it.
 
@@ -130,7 +134,8 @@ def train_toy_ddgan(
     ``train_seconds``, ``stall_fraction`` and ``mean_gap`` (the D gap averaged over training),
     the same two over the first half of training (``stall_fraction_early``,
     ``mean_gap_early``: a stall shows there; late parity can be convergence),
-    ``centers``, ``std`` and ``nz``.
+    ``centers``, ``std`` and ``nz``. A progress bar shows on a terminal unless ``progress`` is
+    false.
     """
     torch.manual_seed(seed)
     diffusion = make_ddgan_diffusion(T)
@@ -149,8 +154,10 @@ def train_toy_ddgan(
     sums = torch.zeros(6, dtype=torch.float64)
     count = 0
     start = time.perf_counter()
+    bar = progress_bar(total=steps, desc="toy DDGAN", enabled=progress, unit="step")
     while trainer.step < steps:
         sums += trainer.train_step(next_batch).double()
+        bar.update(1)
         count += 1
         if trainer.step % log_every == 0 or trainer.step == steps:
             loss_d, loss_g, d_real, d_fake, r1_sum, r1_count = (sums / count).tolist()
@@ -161,6 +168,7 @@ def train_toy_ddgan(
             })
             sums.zero_()
             count = 0
+    bar.close()
     seconds = time.perf_counter() - start
 
     early = history[: max(1, len(history) // 2)]
@@ -199,29 +207,11 @@ def true_reverse_samples(
     generator: torch.Generator | None = None,
     scale: float = 2.0,
 ) -> torch.Tensor:
-    """``n`` draws [n, 2] from the exact q(x_{t-1} | x_t) of the forward process on mixture data.
-
-    For a component N(mu_k, s^2 I): x_{t-1} ~ N(a mu_k, v I) with a = sqrt(abar_{t-1}) and
-    v = a^2 s^2 + 1 - a^2 (a = 1, v = s^2 at t = 0), x_t = c x_{t-1} + sqrt(beta_t) eps with
-    c = sqrt(1 - beta_t). So q(x_{t-1} | x_t) is the mixture over k with weights proportional to
-    N(x_t; c a mu_k, (c^2 v + beta_t) I), means a mu_k + c v / (c^2 v + beta_t) (x_t - c a mu_k)
-    and variance v beta_t / (c^2 v + beta_t).
-    """
-    centers, std = mixture(name, scale)
-    x_t = torch.as_tensor(x_t, dtype=torch.float64).reshape(2)
-    a = math.sqrt(diffusion.alphas_cumprod_prev[t])
-    beta = float(diffusion.betas[t])
-    c = math.sqrt(1.0 - beta)
-    v = a * a * std * std + 1.0 - a * a
-    marg = c * c * v + beta
-    means_t = c * a * centers
-    logw = -((x_t - means_t) ** 2).sum(dim=1) / (2.0 * marg)
-    weights = torch.softmax(logw, dim=0)
-    k = torch.multinomial(weights, n, replacement=True, generator=generator)
-    mean = a * centers[k] + (c * v / marg) * (x_t - means_t[k])
-    var = v * beta / marg
-    noise = torch.randn(n, 2, generator=generator, dtype=torch.float64)
-    return (mean + math.sqrt(var) * noise).float()
+    """``n`` draws [n, 2] from the exact q(x_{t-1} | x_t) of the forward process on mixture data
+    at the 0-based step ``t`` (x_{t-1} at noise level abar_{t-1}, the data at t = 0), by
+    :meth:`~ddgan_core.mixtures.GaussianMixture.reverse_kernel_sample`."""
+    return mixture_of(name, scale).reverse_kernel_sample(
+        x_t, float(diffusion.alphas_cumprod_prev[t]), float(diffusion.betas[t]), n, generator)
 
 
 @torch.no_grad()
@@ -241,27 +231,3 @@ def model_reverse_samples(
     noise = torch.randn(n, 2, generator=generator)
     x_prev, _ = generator_posterior_sample(G, diffusion, xt, tt, z, noise)
     return x_prev
-
-
-def reverse_kernel_comparison(
-    result: dict[str, Any],
-    points: torch.Tensor,
-    t: int = 0,
-    n: int = 500,
-    seed: int = 0,
-    name: str = "8gaussians",
-    scale: float = 2.0,
-) -> list[dict[str, torch.Tensor]]:
-    """True q(x_{t-1} | x_t) against the model's p_theta(x_{t-1} | x_t) at each point of
-    ``points`` [P, 2], for a result of :func:`train_toy_ddgan`; a list of dicts with ``x_t``,
-    ``true`` [n, 2] and ``model`` [n, 2] (for the chapter's reverse-kernel figure)."""
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for x_t in torch.as_tensor(points, dtype=torch.float32).reshape(-1, 2):
-        out.append({
-            "x_t": x_t,
-            "true": true_reverse_samples(name, result["diffusion"], x_t, t, n, gen, scale),
-            "model": model_reverse_samples(result["G"], result["diffusion"], x_t, t, n,
-                                           result["nz"], gen),
-        })
-    return out

@@ -1,33 +1,39 @@
-"""Pieces every trainer shares: device choice, seeding, EMA, learning-rate schedules, atomic
-checkpoints that resume, and divergence detection."""
+"""Pieces every trainer shares: EMA, learning-rate schedules, the training loop with its
+resumable checkpoints and progress bar, and divergence detection.
+
+Both trainers (:func:`ddgan_core.ddpm.train_ddpm`, :func:`ddgan_core.ddgan.train_ddgan`) take
+the same arguments, ``(config, workdir, device=None, progress=True, data=None, *,
+stop_after=None, checkpoint_every=None, log_every=None, max_seconds=None)``, and run their steps
+through :func:`run_training_loop`. Checkpoint files are written and read by
+:mod:`ddgan_core.checkpoint` and devices picked by :mod:`ddgan_core.device`; both are re-exported
+here for code written against this module.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import io
 import math
 import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-
-def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` if given, else CUDA when available, else CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device} requested but CUDA is not available; use 'cpu'")
-    return device
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued CUDA work on ``device`` (a no-op on CPU); bracket every timing with it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from .checkpoint import (  # noqa: F401 - re-exported for code written against this module
+    CheckpointError,
+    half_state_dict,
+    load_checkpoint,
+    one_line,
+    remove_stale_temporaries,
+    require_format,
+    save_checkpoint,
+)
+from .device import pick_device, synchronize  # noqa: F401 - re-exported
 
 
 def autocast_context(device: torch.device):
@@ -67,56 +73,6 @@ def warmup_cosine(step: int, total: int, warmup: int, floor: float = 0.0) -> flo
         return (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file is unreadable or does not fit the model."""
-
-
-def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
-    """``torch.save`` of a dict of state dicts and plain values, written atomically.
-
-    The bytes go to a uniquely named hidden temporary file beside ``path`` and replace it in one
-    rename (:func:`ddgan_core.cache.atomic_write_bytes`), so a reader, a second writer or a
-    ``kill -9`` never leaves a torn file: ``path`` holds either the old or the new checkpoint.
-    """
-    from .cache import atomic_write_bytes
-
-    path = Path(path)
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
-
-
-def remove_stale_temporaries(folder: str | os.PathLike) -> int:
-    """Delete the hidden ``.*.tmp`` files a killed writer left in ``folder``; returns the count."""
-    removed = 0
-    for tmp in Path(folder).glob(".*.tmp"):
-        if tmp.is_file():
-            tmp.unlink(missing_ok=True)
-            removed += 1
-    return removed
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint written by :func:`save_checkpoint` (tensors only, ``weights_only``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
-        first_line = (str(err).strip().splitlines() or [""])[0][:200]
-        raise CheckpointError(
-            f"checkpoint {path} is corrupt or not a ddgan_core checkpoint ({type(err).__name__}: "
-            f"{first_line}); delete it to retrain, or restore it from the result cache or git"
-        ) from None
-
-
-def half_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """State dict with floating tensors in fp16 (for small committed checkpoints)."""
-    return {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
 
 
 class DivergenceError(RuntimeError):
@@ -174,3 +130,129 @@ def check_finite(step: int, losses: dict[str, float], limit: float = 1e4) -> Non
                 "kept; lower the learning rate, raise the gradient clipping or R1 weight, and "
                 "resume."
             )
+
+
+class TrainingPaused(RuntimeError):
+    """A computation stopped with its training state saved before the end; rerunning it
+    resumes from the checkpoint."""
+
+
+# --------------------------------------------------------------------------------------------
+# the loop both trainers share
+# --------------------------------------------------------------------------------------------
+
+
+def progress_bar(iterable: Iterable | None = None, *, total: int | None = None, desc: str,
+                 enabled: bool = True, **options: Any):
+    """A tqdm bar that clears itself when done (``leave=False``) and shows only on a terminal:
+    disabled when ``enabled`` is false or stderr is not a terminal (tqdm's ``disable=None``)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, leave=False,
+                disable=None if enabled else True, dynamic_ncols=True, **options)
+
+
+def prepare_workdir(workdir: str | os.PathLike) -> Path:
+    """Create the training folder ``workdir`` (refusing a file there) and delete the hidden
+    temporary files a killed writer left in it."""
+    workdir = Path(workdir)
+    if workdir.exists() and not workdir.is_dir():
+        raise ValueError(f"workdir {workdir} is a file; give a folder to train into")
+    workdir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(workdir)
+    return workdir
+
+
+def checkpoint_cadence(argument: int | None, config: Mapping[str, Any], key: str) -> int:
+    """Steps between checkpoints: ``argument``, else ``config[key]`` (0 or absent: none but
+    the ones written when the loop stops or ends). The cadence changes no number, so it is an
+    argument and not part of a run's configuration."""
+    every = int(config.get(key, 0) or 0) if argument is None else int(argument)
+    if every < 0:
+        raise ValueError(f"checkpoint_every={every} must be >= 0 (0: only when stopping)")
+    return every
+
+
+def resume_state(path: Path, fmt: str, what: str, device: torch.device) -> dict | None:
+    """The training state at ``path`` when there is one (``None`` otherwise), which must carry
+    the format tag ``fmt``; else a one-line :class:`CheckpointError` calling it not ``what``."""
+    if not path.exists():
+        return None
+    return require_format(load_checkpoint(path, device), fmt, path, what)
+
+
+@contextlib.contextmanager
+def restoring(path: Path, what: str) -> Iterator[None]:
+    """Turn a failure to load a saved state into networks and optimisers into a one-line
+    :class:`CheckpointError`: ``path`` does not fit ``what``."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except (KeyError, RuntimeError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path} does not fit {what} ({one_line(err)}); train into "
+                              "another folder or delete it") from None
+
+
+@dataclass(frozen=True)
+class LoopEnd:
+    """How :func:`run_training_loop` ended: ``finished`` (all steps done), the ``steps`` and
+    the wall time ``seconds`` of this call."""
+
+    finished: bool
+    steps: int
+    seconds: float
+
+
+def run_training_loop(
+    train_step: Callable[[], int],
+    save: Callable[[int, float], None],
+    log: Callable[[int], Mapping[str, str]],
+    *,
+    start: int,
+    total: int,
+    desc: str,
+    progress: bool = True,
+    log_every: int,
+    checkpoint_every: int,
+    stop_after: int | None = None,
+    max_seconds: float | None = None,
+) -> LoopEnd:
+    """Run a trainer's steps from ``start`` to ``total``, logging, checkpointing and stopping.
+
+    ``train_step()`` does one optimisation step and returns the number of completed steps;
+    ``log(step)`` is called every ``log_every`` steps and at the last one (it appends a history
+    entry, checks the interval's losses with :func:`check_finite` and returns the progress
+    bar's postfix); ``save(step, seconds)`` writes the resumable state and must first check the
+    new weights with :func:`check_weights_finite`, so that a checkpoint on disk is always a good
+    one. It is called every ``checkpoint_every`` steps (0: never in between), at the last step
+    and when the loop stops early.
+
+    The loop stops early, with a checkpoint, once ``stop_after`` steps of the run are done (the
+    run's absolute step count, steps of earlier calls included, so a call with the same
+    ``stop_after`` after an interruption stops at the same step; a run already there does no
+    step) or when this call has run ``max_seconds``. A :class:`DivergenceError` raised by any
+    of the three callbacks propagates, leaving the last good checkpoint on disk.
+    """
+    if log_every < 1:
+        raise ValueError(f"log_every={log_every} must be >= 1")
+    if stop_after is not None and stop_after < 0:
+        raise ValueError(f"stop_after={stop_after} must be >= 0 (the run's step to stop at)")
+    step = begin_step = start
+    end = total if stop_after is None else min(total, stop_after)
+    began = time.perf_counter()
+    with progress_bar(total=total, initial=start, desc=desc, unit="step",
+                      enabled=progress and start < end) as bar:
+        while step < end:
+            step = train_step()
+            if step % log_every == 0 or step == total:
+                bar.set_postfix(log(step), refresh=False)
+            bar.update(1)
+            elapsed = time.perf_counter() - began
+            stop = step == end or (max_seconds is not None and elapsed >= max_seconds)
+            if stop or (checkpoint_every and step % checkpoint_every == 0):
+                save(step, elapsed)
+            if stop:
+                break
+    return LoopEnd(finished=step >= total, steps=step - begin_step,
+                   seconds=time.perf_counter() - began)

@@ -26,8 +26,8 @@
 # %% tags=["parameters"]
 profile = "cpu"
 seed = None
-num_timesteps = None
-vp_timesteps = None
+forward_timesteps = None
+forward_vp_timesteps = None
 
 # %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
@@ -39,11 +39,9 @@ from ddgan_core.data import CLASS_NAMES, load_fashion_mnist
 from ddgan_core.diffusion import GaussianDiffusion, make_beta_schedule
 from ddgan_core.experiments import dataset_statistics
 from ddgan_core.plotting import BOOK_STYLE, show_grid
-from ddgan_core.profiles import get_profile
+from ddgan_core.profiles import get_profile, overrides_from
 
-cfg = get_profile(
-    profile, seed=seed, forward_timesteps=num_timesteps, forward_vp_timesteps=vp_timesteps
-)
+cfg = get_profile(profile, **overrides_from(globals()))  # every profile key papermill passed
 torch.manual_seed(cfg["seed"])
 plt.rcParams.update(BOOK_STYLE)
 
@@ -58,20 +56,21 @@ plt.rcParams.update(BOOK_STYLE)
 # %% tags=["remove-cell"]
 stats = dataset_statistics(cfg)
 train_stats, test_stats = stats.metrics["train"], stats.metrics["test"]
-glue("n_train", f"{train_stats['n_images']:,}", display=False)
-glue("n_test", f"{test_stats['n_images']:,}", display=False)
-glue("pixel_mean", f"{train_stats['pixel_mean']:.4f}", display=False)
-glue("pixel_std", f"{train_stats['pixel_std']:.4f}", display=False)
-glue("min_class_count", min(train_stats["class_counts"]), display=False)
-glue("max_class_count", max(train_stats["class_counts"]), display=False)
+glue("n_train", int(train_stats["n_images"]), display=False)
+glue("n_test", int(test_stats["n_images"]), display=False)
+glue("pixel_mean", float(train_stats["pixel_mean"]), display=False)
+glue("pixel_std", float(train_stats["pixel_std"]), display=False)
+glue("min_class_count", int(min(train_stats["class_counts"])), display=False)
+glue("max_class_count", int(max(train_stats["class_counts"])), display=False)
 glue("stats_provenance", stats.provenance(), display=False)
 
 # %% [markdown]
-# The training split holds {glue:text}`n_train` images and the test split {glue:text}`n_test`.
-# Its classes are balanced: every class has between {glue:text}`min_class_count` and
-# {glue:text}`max_class_count` training images. Pixel intensities in [0, 1] have mean
-# {glue:text}`pixel_mean` and standard deviation {glue:text}`pixel_std`: most of each image is
-# black background. The models see pixels rescaled to [-1, 1]. (Statistics from the result cache:
+# The training split holds {glue:text}`n_train:,d` images and the test split
+# {glue:text}`n_test:,d`. Its classes are balanced: every class has between
+# {glue:text}`min_class_count:,d` and {glue:text}`max_class_count:,d` training images. Pixel
+# intensities in [0, 1] have mean {glue:text}`pixel_mean:.4f` and standard deviation
+# {glue:text}`pixel_std:.4f`: most of each image is black background. The models see pixels
+# rescaled to [-1, 1]. (Statistics from the result cache:
 # {glue:text}`stats_provenance`.)
 
 # %% tags=["remove-input"]
@@ -152,23 +151,23 @@ schedules = {
     f"VP (T={T_vp})": GaussianDiffusion(make_beta_schedule("vp", T_vp)),
 }
 vp = schedules[f"VP (T={T_vp})"]
-glue("T", T, display=False)
-glue("T_vp", T_vp, display=False)
+glue("T", int(T), display=False)
+glue("T_vp", int(T_vp), display=False)
 glue("vp_betas", ", ".join(f"{b:.3f}" for b in vp.betas), display=False)
-glue("vp_abar_T", f"{vp.alphas_cumprod[-1]:.1e}", display=False)
+glue("vp_abar_T", float(vp.alphas_cumprod[-1]), display=False)
 for label, key in (("linear", f"linear (T={T})"), ("cosine", f"cosine (T={T})")):
     d = schedules[key]
     snr = d.alphas_cumprod / (1 - d.alphas_cumprod)
-    glue(f"{label}_abar_T", f"{d.alphas_cumprod[-1]:.1e}", display=False)
-    glue(f"{label}_snr1_frac", f"{(np.argmax(snr < 1) + 1) / T:.2f}", display=False)
-    glue(f"{label}_frac_snr_below_001", f"{np.mean(snr < 1e-2):.2f}", display=False)
+    glue(f"{label}_abar_T", float(d.alphas_cumprod[-1]), display=False)
+    glue(f"{label}_snr1_frac", float((np.argmax(snr < 1) + 1) / T), display=False)
+    glue(f"{label}_frac_snr_below_001", float(np.mean(snr < 1e-2)), display=False)
 
 # %% [markdown]
 # With $T = $ {glue:text}`T_vp` the VP schedule has $\beta = $ ({glue:text}`vp_betas`): the first
 # step already removes about half of the signal's variance. At the last step
-# $\bar\alpha_T = $ {glue:text}`vp_abar_T` for VP, {glue:text}`linear_abar_T` for linear and
-# {glue:text}`cosine_abar_T` for cosine (with $T = $ {glue:text}`T`), so $x_T$ is standard normal
-# to a very good approximation in all three.
+# $\bar\alpha_T = $ {glue:text}`vp_abar_T:.1e` for VP, {glue:text}`linear_abar_T:.1e` for linear
+# and {glue:text}`cosine_abar_T:.1e` for cosine (with $T = $ {glue:text}`T`), so $x_T$ is standard
+# normal to a very good approximation in all three.
 
 # %% tags=["remove-input"]
 x0 = images[torch.randperm(len(images), generator=generator)[: cfg["forward_examples"]]]
@@ -202,9 +201,10 @@ plt.close(fig)
 # ```
 #
 # The linear schedule has erased most of the image by a quarter of its chain: its SNR drops
-# below 1 at {glue:text}`linear_snr1_frac` of the chain, against {glue:text}`cosine_snr1_frac`
-# for the cosine schedule, and a share {glue:text}`linear_frac_snr_below_001` of its steps (vs
-# {glue:text}`cosine_frac_snr_below_001` for cosine) operate at SNR below 0.01, where little of
+# below 1 at {glue:text}`linear_snr1_frac:.2f` of the chain, against
+# {glue:text}`cosine_snr1_frac:.2f` for the cosine schedule, and a share
+# {glue:text}`linear_frac_snr_below_001:.2f` of its steps (vs
+# {glue:text}`cosine_frac_snr_below_001:.2f` for cosine) operate at SNR below 0.01, where little of
 # the image is left to denoise.
 
 # %% tags=["remove-input"]

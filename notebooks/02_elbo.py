@@ -28,8 +28,8 @@
 # %% tags=["parameters"]
 profile = "cpu"
 seed = None
-mc_samples = None
-kernel_points = None
+elbo_samples = None
+elbo_kernel_xt = None
 
 # %% tags=["remove-cell"]
 import math
@@ -42,10 +42,9 @@ from myst_nb import glue
 from ddgan_core import elbo
 from ddgan_core.diffusion import GaussianDiffusion, make_beta_schedule
 from ddgan_core.plotting import BOOK_STYLE
-from ddgan_core.profiles import get_profile
+from ddgan_core.profiles import get_profile, overrides_from
 
-cfg = get_profile(profile, seed=seed)
-sizes = elbo.elbo_sizes(profile, elbo_samples=mc_samples, kernel_xt=kernel_points)
+cfg = get_profile(profile, **overrides_from(globals()))  # every profile key papermill passed
 plt.rcParams.update(BOOK_STYLE)
 
 # %% [markdown]
@@ -248,24 +247,24 @@ plt.rcParams.update(BOOK_STYLE)
 # with $T = 4$, both $\sigma_t^2 = \tilde\beta_t$ and $\sigma_t^2 = \beta_t$, and many steps $t$.
 
 # %% tags=["remove-cell"]
-check = elbo.kl_identity_check(batch=sizes["kl_batch"], dim=sizes["kl_dim"],
-                               steps=sizes["kl_steps"], seed=cfg["seed"])
-glue("elbo_kl_rows", f"{check['n_rows']:,}", display=False)
-glue("elbo_kl_max_rel_err", f"{check['max_rel_err']:.1e}", display=False)
+check = elbo.kl_identity_check(batch=cfg["elbo_kl_batch"], dim=cfg["elbo_kl_dim"],
+                               steps=cfg["elbo_kl_steps"], seed=cfg["seed"])
+glue("elbo_kl_rows", int(check["n_rows"]), display=False)
+glue("elbo_kl_max_rel_err", float(check["max_rel_err"]), display=False)
 seed_vs_beta = np.abs(check["ratio_seed"] / check["beta"] - 1).max()
-glue("elbo_seed_ratio_err", f"{seed_vs_beta:.1e}", display=False)
+glue("elbo_seed_ratio_err", float(seed_vs_beta), display=False)
 linear = GaussianDiffusion(make_beta_schedule("linear", 1000))
-glue("elbo_seed_factor_min", f"{1 / linear.betas[1:].max():.0f}", display=False)
-glue("elbo_seed_factor_max", f"{1 / linear.betas[1:].min():,.0f}", display=False)
+glue("elbo_seed_factor_min", float(1 / linear.betas[1:].max()), display=False)
+glue("elbo_seed_factor_max", float(1 / linear.betas[1:].min()), display=False)
 
 # %% [markdown]
-# Over {glue:text}`elbo_kl_rows` random rows the two sides agree to a relative difference of at
-# most {glue:text}`elbo_kl_max_rel_err`, i.e. to rounding error. Dividing the seed's printed weight
-# by the weight that the exact KL implies gives $\beta_t$, to within a relative
-# {glue:text}`elbo_seed_ratio_err`: the missing factor of item 1 above. For DDPM's linear schedule
-# with $T = 1000$ this makes the seed's weights between {glue:text}`elbo_seed_factor_min` and
-# {glue:text}`elbo_seed_factor_max` times too small, the error being largest at the
-# nearly noise-free first steps.
+# Over {glue:text}`elbo_kl_rows:,d` random rows the two sides agree to a relative difference of
+# at most {glue:text}`elbo_kl_max_rel_err:.1e`, i.e. to rounding error. Dividing the seed's
+# printed weight by the weight that the exact KL implies gives $\beta_t$, to within a relative
+# {glue:text}`elbo_seed_ratio_err:.1e`: the missing factor of item 1 above. For DDPM's linear
+# schedule with $T = 1000$ this makes the seed's weights between
+# {glue:text}`elbo_seed_factor_min:.0f` and {glue:text}`elbo_seed_factor_max:,.0f` times too
+# small, the error being largest at the nearly noise-free first steps.
 
 # %% tags=["remove-input"]
 fig, ax = plt.subplots(figsize=(6.4, 3.6))
@@ -341,43 +340,45 @@ plt.close(fig)
 # %% tags=["remove-cell"]
 mixture = elbo.three_gaussians_1d()
 data_logp = elbo.expected_log_prob_1d(mixture)
-T_values = sizes["elbo_T"]
+T_values = cfg["elbo_T_values"]
 sweeps = {
-    variance: elbo.elbo_gap_sweep(mixture, T_values, sizes["elbo_samples"], seed=cfg["seed"],
+    variance: elbo.elbo_gap_sweep(mixture, T_values, cfg["elbo_samples"], seed=cfg["seed"],
                                   variance=variance)
     for variance in ("matched", "posterior")
 }
 best, fixed = sweeps["matched"], sweeps["posterior"]
-glue("elbo_toy_samples", f"{sizes['elbo_samples']:,}", display=False)
-glue("elbo_data_logp", f"{data_logp:.4f}", display=False)
-glue("elbo_toy_elbo_small", f"{best['elbo'][0]:.3f}", display=False)
-glue("elbo_T_small", f"{T_values[0]}", display=False)
-glue("elbo_T_large", f"{T_values[-1]}", display=False)
-for label, res in (("best", best), ("fixed", fixed)):
-    glue(f"elbo_gap_{label}_small", f"{res['gap'][0]:.3f} ± {res['gap_se'][0]:.3f}",
-         display=False)
-    glue(f"elbo_gap_{label}_large", f"{res['gap'][-1]:.4f} ± {res['gap_se'][-1]:.4f}",
-         display=False)
+glue("elbo_toy_samples", int(cfg["elbo_samples"]), display=False)
+glue("elbo_data_logp", float(data_logp), display=False)
+glue("elbo_toy_elbo_small", float(best["elbo"][0]), display=False)
+glue("elbo_T_small", int(T_values[0]), display=False)
+glue("elbo_T_large", int(T_values[-1]), display=False)
+for label, res in (("best", best), ("fixed", fixed)):  # Monte Carlo mean and standard error
+    glue(f"elbo_gap_{label}_small_mean", float(res["gap"][0]), display=False)
+    glue(f"elbo_gap_{label}_small_se", float(res["gap_se"][0]), display=False)
+    glue(f"elbo_gap_{label}_large_mean", float(res["gap"][-1]), display=False)
+    glue(f"elbo_gap_{label}_large_se", float(res["gap_se"][-1]), display=False)
 z_min = min((res["gap"] / res["gap_se"]).min() for res in sweeps.values())
-glue("elbo_gap_min_z", f"{z_min:.0f}", display=False)
+glue("elbo_gap_min_z", float(z_min), display=False)
 glue("elbo_factorisation_err",
-     f"{max(res['factorisation_err'] for res in sweeps.values()):.0e}", display=False)
+     float(max(res["factorisation_err"] for res in sweeps.values())), display=False)
 # where the fixed-variance model loses: the per-step excess over the matched one at the largest T
 excess = fixed["L_steps"][-1] - best["L_steps"][-1]
-glue("elbo_excess_total", f"{excess.sum():.2f}", display=False)
-glue("elbo_excess_first5", f"{excess[:5].sum():.2f}", display=False)
-glue("elbo_excess_steps", f"{len(excess)}", display=False)
+glue("elbo_excess_total", float(excess.sum()), display=False)
+glue("elbo_excess_first5", float(excess[:5].sum()), display=False)
+glue("elbo_excess_steps", len(excess), display=False)
 
 # %% [markdown]
-# The data's expected log-density is {glue:text}`elbo_data_logp` nats (by quadrature). With
+# The data's expected log-density is {glue:text}`elbo_data_logp:.4f` nats (by quadrature). With
 # $T = $ {glue:text}`elbo_T_small` steps even the best Gaussian model's bound is only
-# {glue:text}`elbo_toy_elbo_small` nats: a gap of {glue:text}`elbo_gap_best_small` nats (Monte
-# Carlo mean ± standard error, {glue:text}`elbo_toy_samples` data points per $T$). With
-# $T = $ {glue:text}`elbo_T_large` the gap has shrunk to {glue:text}`elbo_gap_best_large` nats.
+# {glue:text}`elbo_toy_elbo_small:.3f` nats: a gap of
+# {glue:text}`elbo_gap_best_small_mean:.3f` ± {glue:text}`elbo_gap_best_small_se:.3f` nats (Monte
+# Carlo mean ± standard error, {glue:text}`elbo_toy_samples:,d` data points per $T$). With
+# $T = $ {glue:text}`elbo_T_large` the gap has shrunk to
+# {glue:text}`elbo_gap_best_large_mean:.4f` ± {glue:text}`elbo_gap_best_large_se:.4f` nats.
 # At every $T$ and for both models the estimated gap is positive by at least
-# {glue:text}`elbo_gap_min_z` standard errors, as {eq}`eq-elbo-gap` demands. Along every sampled
-# trajectory the two factorisations of the forward chain, eq. (1) step by step and
-# {eq}`eq-elbo-factorisation`, agree to {glue:text}`elbo_factorisation_err` in log-density.
+# {glue:text}`elbo_gap_min_z:.0f` standard errors, as {eq}`eq-elbo-gap` demands. Along every
+# sampled trajectory the two factorisations of the forward chain, eq. (1) step by step and
+# {eq}`eq-elbo-factorisation`, agree to {glue:text}`elbo_factorisation_err:.0e` in log-density.
 
 # %% tags=["remove-input"]
 fig, ax = plt.subplots(figsize=(6.4, 3.8))
@@ -407,10 +408,11 @@ plt.close(fig)
 # With few steps the gap hardly moves: with two steps the chain is essentially one Gaussian
 # decoder from noise to data, and no Gaussian fits three modes. It falls steeply once the steps
 # become small. The fixed variance $\tilde\beta_t$ stalls instead: at $T = $
-# {glue:text}`elbo_T_large` its gap is still {glue:text}`elbo_gap_fixed_large` nats. Of the
-# {glue:text}`elbo_excess_total` nats by which its terms exceed the matched model's, the first
-# five of its {glue:text}`elbo_excess_steps` middle steps account for
-# {glue:text}`elbo_excess_first5`. Near the data a large part of the true kernel's variance is
+# {glue:text}`elbo_T_large` its gap is still
+# {glue:text}`elbo_gap_fixed_large_mean:.4f` ± {glue:text}`elbo_gap_fixed_large_se:.4f` nats. Of
+# the {glue:text}`elbo_excess_total:.2f` nats by which its terms exceed the matched model's, the
+# first five of its {glue:text}`elbo_excess_steps` middle steps account for
+# {glue:text}`elbo_excess_first5:.2f`. Near the data a large part of the true kernel's variance is
 # the remaining uncertainty about $x_0$, which $\tilde\beta_t$ leaves out; this is why
 # {cite:t}`nichol2021improved` learn the variances when they care about likelihood.
 #
@@ -438,8 +440,8 @@ plt.close(fig)
 
 # %% tags=["remove-cell"]
 ring = elbo.eight_gaussians()
-T_kernel = sizes["kernel_T"]
-ksweep = elbo.kernel_sweep(ring, T_kernel, sizes["kernel_xt"], sizes["kernel_grid"],
+T_kernel = cfg["elbo_kernel_T_values"]
+ksweep = elbo.kernel_sweep(ring, T_kernel, cfg["elbo_kernel_xt"], cfg["elbo_kernel_grid"],
                            seed=cfg["seed"])
 abar_t = ksweep["abar_t"]
 radius = float(np.linalg.norm(ring.means[0]))
@@ -448,25 +450,25 @@ T_panels = [T_kernel[0], T_kernel[1], T_kernel[-1]]
 panels = {}
 for T in T_panels:
     _, a_t, a_prev = elbo.vp_step_levels(T)
-    grid = elbo.reverse_kernel_grid(ring, x_show, a_t, a_prev, n_grid=sizes["panel_grid"])
+    grid = elbo.reverse_kernel_grid(ring, x_show, a_t, a_prev, n_grid=cfg["elbo_panel_grid"])
     panels[T] = (grid, elbo.kernel_summary(grid))
-glue("elbo_kernel_abar", f"{abar_t:.2f}", display=False)
-glue("elbo_kernel_points", f"{sizes['kernel_xt']}", display=False)
+glue("elbo_kernel_abar", float(abar_t), display=False)
+glue("elbo_kernel_points", int(cfg["elbo_kernel_xt"]), display=False)
 for i, key in ((0, "a"), (1, "b"), (-1, "c")):
     T = T_kernel[i]
     grid, summary = panels[T]
-    glue(f"elbo_kernel_T_{key}", f"{T}", display=False)
-    glue(f"elbo_kernel_beta_{key}", f"{ksweep['beta'][i]:.3f}", display=False)
-    glue(f"elbo_kernel_kl_{key}", f"{ksweep['kl_mean'][i]:.2g}", display=False)
-    glue(f"elbo_kernel_multimodal_{key}", f"{100 * ksweep['multimodal'][i]:.0f}%", display=False)
-    glue(f"elbo_kernel_modes_{key}", f"{ksweep['modes_mean'][i]:.1f}", display=False)
-    glue(f"elbo_kernel_show_modes_{key}", f"{summary['modes']}", display=False)
-    glue(f"elbo_kernel_show_kl_{key}", f"{summary['kl_gauss']:.2g}", display=False)
+    glue(f"elbo_kernel_T_{key}", int(T), display=False)
+    glue(f"elbo_kernel_beta_{key}", float(ksweep["beta"][i]), display=False)
+    glue(f"elbo_kernel_kl_{key}", float(ksweep["kl_mean"][i]), display=False)
+    glue(f"elbo_kernel_multimodal_{key}", float(ksweep["multimodal"][i]), display=False)
+    glue(f"elbo_kernel_modes_{key}", float(ksweep["modes_mean"][i]), display=False)
+    glue(f"elbo_kernel_show_modes_{key}", int(summary["modes"]), display=False)
+    glue(f"elbo_kernel_show_kl_{key}", float(summary["kl_gauss"]), display=False)
 mass = np.concatenate([ksweep["mass_min"], ksweep["mass_max"]])
-glue("elbo_kernel_mass_err", f"{np.abs(mass - 1).max():.0e}", display=False)
+glue("elbo_kernel_mass_err", float(np.abs(mass - 1).max()), display=False)
 n_fit = max(2, int((ksweep["beta"] < 0.2).sum()))  # the smallest steps
 slope = np.polyfit(np.log(ksweep["beta"][-n_fit:]), np.log(ksweep["kl_mean"][-n_fit:]), 1)[0]
-glue("elbo_kernel_kl_slope", f"{slope:.1f}", display=False)
+glue("elbo_kernel_kl_slope", float(slope), display=False)
 
 # %% tags=["remove-input"]
 fig, axes = plt.subplots(2, 2, figsize=(7.6, 7.2))
@@ -507,20 +509,20 @@ plt.close(fig)
 #
 # The true reverse kernel $q(x_{t-1} \mid x_t)$ {eq}`eq-elbo-true-kernel` on the ring of eight
 # Gaussians, for the same point $x_t$ (left, red star, at noise level
-# $\bar\alpha_t = $ {glue:text}`elbo_kernel_abar`) and three step sizes: the step $t = T/4$ of the
-# VP schedule with $T = $ {glue:text}`elbo_kernel_T_a`, {glue:text}`elbo_kernel_T_b` and
-# {glue:text}`elbo_kernel_T_c` steps. Each panel is zoomed to where its kernel lives (note the
-# axis ranges). Dashed: one and two standard deviations of the Gaussian with the kernel's own
-# mean and covariance, the best a Gaussian reverse step could do.
+# $\bar\alpha_t = $ {glue:text}`elbo_kernel_abar:.2f`) and three step sizes: the step
+# $t = T/4$ of the VP schedule with $T = $ {glue:text}`elbo_kernel_T_a`,
+# {glue:text}`elbo_kernel_T_b` and {glue:text}`elbo_kernel_T_c` steps. Each panel is zoomed to
+# where its kernel lives (note the axis ranges). Dashed: one and two standard deviations of the
+# Gaussian with the kernel's own mean and covariance, the best a Gaussian reverse step could do.
 # ```
 #
 # For the point shown, the kernel of DDGAN's step with $T = $ {glue:text}`elbo_kernel_T_a` has
 # {glue:text}`elbo_kernel_show_modes_a` local maxima and lies
-# {glue:text}`elbo_kernel_show_kl_a` nats (KL) from its best Gaussian fit. With
+# {glue:text}`elbo_kernel_show_kl_a:.2g` nats (KL) from its best Gaussian fit. With
 # $T = $ {glue:text}`elbo_kernel_T_b` the number of local maxima is
-# {glue:text}`elbo_kernel_show_modes_b` and the KL {glue:text}`elbo_kernel_show_kl_b`; the step
+# {glue:text}`elbo_kernel_show_modes_b` and the KL {glue:text}`elbo_kernel_show_kl_b:.2g`; the step
 # of a $T = $ {glue:text}`elbo_kernel_T_c` chain is Gaussian to within
-# {glue:text}`elbo_kernel_show_kl_c` nats.
+# {glue:text}`elbo_kernel_show_kl_c:.2g` nats.
 # The same holds on average over {glue:text}`elbo_kernel_points` points $x_t \sim q(x_t)$:
 
 # %% tags=["remove-input"]
@@ -552,18 +554,19 @@ plt.close(fig)
 # mean number of local maxima of the kernel (counting those at least 1 % as high as the highest).
 # ```
 #
-# With $T = $ {glue:text}`elbo_kernel_T_a` ($\beta_t = $ {glue:text}`elbo_kernel_beta_a`) the
-# kernel is multimodal for {glue:text}`elbo_kernel_multimodal_a` of the points, with
-# {glue:text}`elbo_kernel_modes_a` modes on average, and its mean KL to the best Gaussian is
-# {glue:text}`elbo_kernel_kl_a` nats. With $T = $ {glue:text}`elbo_kernel_T_b`
-# ($\beta_t = $ {glue:text}`elbo_kernel_beta_b`) the share of multimodal kernels is
-# {glue:text}`elbo_kernel_multimodal_b`, but the kernels are not Gaussian either (KL
-# {glue:text}`elbo_kernel_kl_b`), and with $T = $ {glue:text}`elbo_kernel_T_c`
-# ($\beta_t = $ {glue:text}`elbo_kernel_beta_c`) the KL is {glue:text}`elbo_kernel_kl_c`. For
-# small steps the KL falls like $\beta_t^{p}$ with $p \approx$ {glue:text}`elbo_kernel_kl_slope`
-# (a straight-line fit on the log-log scale over the steps with $\beta_t < 0.2$). As a check on
-# the grids: the kernel of Bayes' rule {eq}`eq-elbo-true-kernel`, normalised with the analytic
-# $q(x_t)$ rather than on the grid, integrates to 1 within {glue:text}`elbo_kernel_mass_err`.
+# With $T = $ {glue:text}`elbo_kernel_T_a` ($\beta_t = $ {glue:text}`elbo_kernel_beta_a:.3f`) the
+# kernel is multimodal for {glue:text}`elbo_kernel_multimodal_a:.0%` of the points, with
+# {glue:text}`elbo_kernel_modes_a:.1f` modes on average, and its mean KL to the best Gaussian is
+# {glue:text}`elbo_kernel_kl_a:.2g` nats. With $T = $ {glue:text}`elbo_kernel_T_b`
+# ($\beta_t = $ {glue:text}`elbo_kernel_beta_b:.3f`) the share of multimodal kernels is
+# {glue:text}`elbo_kernel_multimodal_b:.0%`, but the kernels are not Gaussian either (KL
+# {glue:text}`elbo_kernel_kl_b:.2g`), and with $T = $ {glue:text}`elbo_kernel_T_c`
+# ($\beta_t = $ {glue:text}`elbo_kernel_beta_c:.3f`) the KL is {glue:text}`elbo_kernel_kl_c:.2g`.
+# For small steps the KL falls like $\beta_t^{p}$ with $p \approx$
+# {glue:text}`elbo_kernel_kl_slope:.1f` (a straight-line fit on the log-log scale over the steps
+# with $\beta_t < 0.2$). As a check on the grids: the kernel of Bayes' rule
+# {eq}`eq-elbo-true-kernel`, normalised with the analytic $q(x_t)$ rather than on the grid,
+# integrates to 1 within {glue:text}`elbo_kernel_mass_err:.0e`.
 #
 # This is the argument of the paper {cite:p}`okhotnikov_seed,xiao2022ddgan`. The loss
 # {eq}`eq-elbo-loss` is tractable because both distributions in each KL term are Gaussian, and

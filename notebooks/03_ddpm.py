@@ -36,10 +36,9 @@ from myst_nb import glue
 
 from ddgan_core.experiments import ddpm_fig1, ddpm_model
 from ddgan_core.plotting import BOOK_STYLE
-from ddgan_core.profiles import get_profile
+from ddgan_core.profiles import get_profile, overrides_from
 
-cfg = get_profile(profile, seed=seed, ddpm_train_steps=ddpm_train_steps,
-                  ddpm_grid_samples=ddpm_grid_samples)
+cfg = get_profile(profile, **overrides_from(globals()))  # every profile key papermill passed
 plt.rcParams.update(BOOK_STYLE)
 
 # %% [markdown]
@@ -59,24 +58,26 @@ plt.rcParams.update(BOOK_STYLE)
 model_result = ddpm_model(cfg)
 train = model_result.metrics
 manifest = model_result.manifest
-glue("ddpm_params", f"{train['parameters'] / 1e6:.2f} M", display=False)
+glue("ddpm_params", int(train["parameters"]), display=False)
+glue("ddpm_params_millions", float(train["parameters"] / 1e6), display=False)
 glue("ddpm_channels", "/".join(str(c) for c in cfg["ddpm_channels"]), display=False)
-glue("ddpm_steps", f"{train['train_steps']:,}", display=False)
-glue("ddpm_batch", f"{cfg['ddpm_batch_size']}", display=False)
-glue("ddpm_images_seen", f"{train['images_seen']:,}", display=False)
-glue("ddpm_epochs", f"{train['epochs']:.1f}", display=False)
-glue("ddpm_train_minutes", f"{train['train_seconds'] / 60:.1f}", display=False)
-glue("ddpm_train_rate", f"{train['images_per_s']:.0f}", display=False)
+glue("ddpm_steps", int(train["train_steps"]), display=False)
+glue("ddpm_batch", int(cfg["ddpm_batch_size"]), display=False)
+glue("ddpm_images_seen", int(train["images_seen"]), display=False)
+glue("ddpm_epochs", float(train["epochs"]), display=False)
+glue("ddpm_train_minutes", float(train["train_seconds"] / 60), display=False)
+glue("ddpm_train_rate", float(train["images_per_s"]), display=False)
 glue("ddpm_device", manifest["device"], display=False)
-glue("ddpm_final_loss", f"{train['final_loss']:.4f}", display=False)
+glue("ddpm_final_loss", float(train["final_loss"]), display=False)
 glue("ddpm_provenance", model_result.provenance(), display=False)
 
 # %% [markdown]
-# With channel widths {glue:text}`ddpm_channels` the network has {glue:text}`ddpm_params`
-# parameters. It saw {glue:text}`ddpm_images_seen` training images ({glue:text}`ddpm_steps`
-# steps of {glue:text}`ddpm_batch`, {glue:text}`ddpm_epochs` epochs) in
-# {glue:text}`ddpm_train_minutes` minutes at {glue:text}`ddpm_train_rate` images/s on
-# {glue:text}`ddpm_device`. (Result cache: {glue:text}`ddpm_provenance`.)
+# With channel widths {glue:text}`ddpm_channels` the network has
+# {glue:text}`ddpm_params_millions:.2f` M parameters. It saw {glue:text}`ddpm_images_seen:,d`
+# training images ({glue:text}`ddpm_steps:,d` steps of {glue:text}`ddpm_batch`,
+# {glue:text}`ddpm_epochs:.1f` epochs) in {glue:text}`ddpm_train_minutes:.1f` minutes at
+# {glue:text}`ddpm_train_rate:.0f` images/s on {glue:text}`ddpm_device`. (Result cache:
+# {glue:text}`ddpm_provenance`.)
 
 # %% tags=["remove-input"]
 history = train["history"]
@@ -133,25 +134,30 @@ for result in points:
 n_eval = rows[0]["n"]
 floor = rows[0]["floor"]
 by = {(r["sampler"], r["K"]): r for r in rows}
-glue("fig1_n", f"{n_eval:,}", display=False)
-glue("fig1_floor", f"{floor:.2f}", display=False)
+glue("fig1_n", int(n_eval), display=False)
+glue("fig1_floor", float(floor), display=False)
 glue("fig1_device", rows[0]["device"], display=False)
 grid = sorted({r["K"] for r in rows})
 for sampler in ("ancestral", "ddim"):
     for k in (10, 100, 1000):
         point = by.get((sampler, k))
-        text = f"{point['fid']:.2f}" if point else f"n/a (K={k} is not in this profile's grid)"
-        glue(f"fid_{sampler}_{k}", text, display=False)
+        if point:  # the number, for sweeps; only where K is in this profile's grid
+            glue(f"fid_{sampler}_{k}", float(point["fid"]), display=False)
+        # the prose's text: the number, or why there is none
+        glue(f"fid_{sampler}_{k}_text",
+             f"{point['fid']:.2f}" if point else f"n/a (K={k} is not in this profile's grid)",
+             display=False)
 best = min(rows, key=lambda r: r["fid"])
-glue("fid_best", f"{best['fid']:.2f}", display=False)
-glue("fid_best_where", f"{best['sampler']} with K = {best['K']}", display=False)
-glue("fid_k1", f"{by[('ancestral', grid[0])]['fid']:.1f}", display=False)
+glue("fid_best", float(best["fid"]), display=False)
+glue("fid_best_sampler", best["sampler"], display=False)
+glue("fid_best_k", int(best["K"]), display=False)
+glue("fid_k1", float(by[("ancestral", grid[0])]["fid"]), display=False)
 for sampler in ("ancestral", "ddim"):
     own = [r for r in rows if r["sampler"] == sampler]
     own_best = min(r["fid"] for r in own)
     within = [r["K"] for r in own if r["fid"] <= 1.1 * own_best]
-    glue(f"best_{sampler}", f"{own_best:.2f}", display=False)
-    glue(f"k_within10_{sampler}", str(min(within)), display=False)
+    glue(f"best_{sampler}", float(own_best), display=False)
+    glue(f"k_within10_{sampler}", int(min(within)), display=False)
 ddim_better = [k for k in grid if by[("ddim", k)]["fid"] < by[("ancestral", k)]["fid"]]
 anc_better = [k for k in grid if by[("ancestral", k)]["fid"] < by[("ddim", k)]["fid"]]
 glue("ddim_better_ks", ", ".join(map(str, ddim_better)) or "none", display=False)
@@ -182,7 +188,7 @@ plt.close(fig)
 # ```{glue:figure} fig_fid_vs_steps
 # :name: fig-fid-vs-steps
 #
-# The seed's Fig. 1, reproduced. Left: FID of {glue:text}`fig1_n` samples against the number of
+# The seed's Fig. 1, reproduced. Left: FID of {glue:text}`fig1_n:,d` samples against the number of
 # reverse steps for both samplers; the dashed line is the real-data floor at the same sample
 # count. Right: sampling time per image, measured once while sampling each evaluation set (on
 # {glue:text}`fig1_device`, without a separate warm-up: the first point computed, K = 1, also
@@ -190,23 +196,25 @@ plt.close(fig)
 # ```
 #
 # FID falls steeply with the number of steps, as in the seed. With one step the model can only
-# output its estimate of $\mathbb{E}[x_0 \mid x_T]$, a blur (FID {glue:text}`fid_k1`). At
-# K = 10 the ancestral sampler reaches FID {glue:text}`fid_ancestral_10` and DDIM
-# {glue:text}`fid_ddim_10`; at K = 100, {glue:text}`fid_ancestral_100` and
-# {glue:text}`fid_ddim_100`; with all 1000 steps, {glue:text}`fid_ancestral_1000` and
-# {glue:text}`fid_ddim_1000`. The best value, {glue:text}`fid_best`, comes from
-# {glue:text}`fid_best_where`; the floor is {glue:text}`fig1_floor`.
+# output its estimate of $\mathbb{E}[x_0 \mid x_T]$, a blur (FID {glue:text}`fid_k1:.1f`). At
+# K = 10 the ancestral sampler reaches FID {glue:text}`fid_ancestral_10_text` and DDIM
+# {glue:text}`fid_ddim_10_text`; at K = 100, {glue:text}`fid_ancestral_100_text` and
+# {glue:text}`fid_ddim_100_text`; with all 1000 steps, {glue:text}`fid_ancestral_1000_text` and
+# {glue:text}`fid_ddim_1000_text`. The best value, {glue:text}`fid_best:.2f`, comes from
+# {glue:text}`fid_best_sampler` with K = {glue:text}`fid_best_k`; the floor is
+# {glue:text}`fig1_floor:.2f`.
 #
 # The two samplers trade places. DDIM has the lower FID at K = {glue:text}`ddim_better_ks`:
 # with few, large steps a Gaussian kernel with the posterior variance adds noise the model
 # cannot correct, while the deterministic update does not have to represent the kernel's spread
 # at all. The ancestral sampler is better at K = {glue:text}`anc_better_ks`: with many small
 # steps its kernel is close to the truth, and its noise corrects errors made earlier in the
-# chain. Each sampler is within 10 % of its own best FID (ancestral {glue:text}`best_ancestral`,
-# DDIM {glue:text}`best_ddim`) from K = {glue:text}`k_within10_ancestral` and
-# K = {glue:text}`k_within10_ddim` respectively. Either way, good samples still cost tens to
-# hundreds of network evaluations per image, and the time per image grows linearly with K: the
-# network evaluations are the whole cost. This is the cost Denoising Diffusion GAN attacks.
+# chain. Each sampler is within 10 % of its own best FID (ancestral
+# {glue:text}`best_ancestral:.2f`, DDIM {glue:text}`best_ddim:.2f`) from
+# K = {glue:text}`k_within10_ancestral` and K = {glue:text}`k_within10_ddim` respectively.
+# Either way, good samples still cost tens to hundreds of network evaluations per image, and
+# the time per image grows linearly with K: the network evaluations are the whole cost. This is
+# the cost Denoising Diffusion GAN attacks.
 #
 # The full table, with KID and the diversity metrics
 # {cite:p}`kynkaanniemi2019precision,naeem2020density`:

@@ -45,10 +45,9 @@ from ddgan_core.experiments import (
     sampling_speed,
 )
 from ddgan_core.plotting import BOOK_STYLE
-from ddgan_core.profiles import get_profile
+from ddgan_core.profiles import get_profile, overrides_from
 
-cfg = get_profile(profile, seed=seed, ddgan_timesteps=ddgan_timesteps,
-                  ddgan_train_steps=ddgan_train_steps)
+cfg = get_profile(profile, **overrides_from(globals()))  # every profile key papermill passed
 plt.rcParams.update(BOOK_STYLE)
 
 # %% [markdown]
@@ -112,12 +111,13 @@ plt.rcParams.update(BOOK_STYLE)
 # small MLPs, learns it in seconds.
 
 # %% tags=["remove-cell"]
-toy_steps = {"smoke": 150}.get(profile, 1200)
+toy_steps = cfg["toy_ddgan_steps"]
 toy_run = toy.train_toy_ddgan(T=2, steps=toy_steps, seed=cfg["seed"])
-glue("toy_modes", f"{toy_run['modes']} of {toy_run['n_modes']}", display=False)
-glue("toy_hq", f"{toy_run['hq_fraction']:.0%}", display=False)
-glue("toy_seconds", f"{toy_run['train_seconds']:.0f}", display=False)
-glue("toy_steps", f"{toy_steps:,}", display=False)
+glue("toy_modes", int(toy_run["modes"]), display=False)
+glue("toy_n_modes", int(toy_run["n_modes"]), display=False)
+glue("toy_hq", float(toy_run["hq_fraction"]), display=False)
+glue("toy_seconds", float(toy_run["train_seconds"]), display=False)
+glue("toy_steps", int(toy_steps), display=False)
 
 # %% tags=["remove-input"]
 gen = torch.Generator().manual_seed(cfg["seed"])
@@ -154,9 +154,9 @@ plt.close(fig)
 # the modes; DDGAN's implicit kernel follows the modes.
 # ```
 #
-# Trained for {glue:text}`toy_steps` steps ({glue:text}`toy_seconds` s on the CPU), the
-# two-step DDGAN covers {glue:text}`toy_modes` modes with {glue:text}`toy_hq` of its samples
-# within three standard deviations of a mode centre.
+# Trained for {glue:text}`toy_steps:,d` steps ({glue:text}`toy_seconds:.0f` s on the CPU), the
+# two-step DDGAN covers {glue:text}`toy_modes` of {glue:text}`toy_n_modes` modes with
+# {glue:text}`toy_hq:.0%` of its samples within three standard deviations of a mode centre.
 #
 # ## Training on FashionMNIST
 
@@ -165,32 +165,35 @@ result = ddgan_model(cfg)
 train = result.metrics["train"]
 final = result.metrics["final"]
 progress = result.metrics["progress"]
-glue("g_params", f"{train['generator_parameters'] / 1e6:.2f} M", display=False)
-glue("d_params", f"{train['discriminator_parameters'] / 1e6:.2f} M", display=False)
-glue("gan_T", cfg["ddgan_timesteps"], display=False)
-glue("gan_steps", f"{train['train_steps']:,}", display=False)
-glue("gan_images", f"{train['images_seen']:,}", display=False)
-glue("gan_minutes", f"{train['wall_time_s'] / 60:.1f}", display=False)
+glue("g_params", int(train["generator_parameters"]), display=False)
+glue("g_params_millions", float(train["generator_parameters"] / 1e6), display=False)
+glue("d_params", int(train["discriminator_parameters"]), display=False)
+glue("d_params_millions", float(train["discriminator_parameters"] / 1e6), display=False)
+glue("gan_T", int(cfg["ddgan_timesteps"]), display=False)
+glue("gan_steps", int(train["train_steps"]), display=False)
+glue("gan_images", int(train["images_seen"]), display=False)
+glue("gan_minutes", float(train["wall_time_s"] / 60), display=False)
 glue("gan_device", result.manifest["device"], display=False)
 glue("gan_provenance", result.provenance(), display=False)
-glue("gan_stall", f"{train['stall_fraction']:.0%}", display=False)
-glue("gan_r1", f"{cfg['ddgan_r1_gamma']}", display=False)
-glue("gan_nz", cfg["ddgan_nz"], display=False)
-glue("gan_dsteps", cfg["ddgan_d_steps"], display=False)
+glue("gan_stall", float(train["stall_fraction"]), display=False)
+glue("gan_r1", cfg["ddgan_r1_gamma"], display=False)  # the profile's int or float, shown as is
+glue("gan_nz", int(cfg["ddgan_nz"]), display=False)
+glue("gan_dsteps", int(cfg["ddgan_d_steps"]), display=False)
 
 # %% [markdown]
 # The generator is the DDPM chapter's UNet with a latent input: $z$ ({glue:text}`gan_nz`
 # dimensions) passes through a mapping network and sets the scale and shift of every group
 # normalisation (adaptive group norm, as in StyleGAN {cite:p}`karras2019stylegan`); it has
-# {glue:text}`g_params` parameters. The discriminator ({glue:text}`d_params`) concatenates
+# {glue:text}`g_params_millions:.2f` M parameters. The discriminator
+# ({glue:text}`d_params_millions:.2f` M) concatenates
 # $x_{t-1}$ and $x_t$ on channels, adds the time embedding inside its residual blocks, appends
 # a minibatch standard-deviation feature {cite:p}`karras2018progressive` and ends with a
 # flattened head (a linear layer over the whole $7 \times 7$ feature map, as StyleGAN2's
 # {cite:p}`karras2020stylegan2`; the next section shows why). Training: Adam
 # with $\beta = (0.5, 0.9)$, cosine learning-rate decay, R1 weight $\gamma =$
 # {glue:text}`gan_r1`, {glue:text}`gan_dsteps` discriminator update(s) per generator update, an
-# EMA of the generator. $T =$ {glue:text}`gan_T`, {glue:text}`gan_steps` steps
-# ({glue:text}`gan_images` real images shown to D) in {glue:text}`gan_minutes` minutes on
+# EMA of the generator. $T =$ {glue:text}`gan_T`, {glue:text}`gan_steps:,d` steps
+# ({glue:text}`gan_images:,d` real images shown to D) in {glue:text}`gan_minutes:.1f` minutes on
 # {glue:text}`gan_device`. (Result cache: {glue:text}`gan_provenance`.)
 
 # %% tags=["remove-input"]
@@ -221,7 +224,7 @@ plt.close(fig)
 #
 # Training curves: the two losses, the gap between the discriminator's logits on real and fake
 # pairs, and the R1 term. A gap stuck at zero with the D loss at $2\ln 2$ is the stall that a
-# weak discriminator produces; here that happened in {glue:text}`gan_stall` of the logging
+# weak discriminator produces; here that happened in {glue:text}`gan_stall:.0%` of the logging
 # intervals.
 # ```
 #
@@ -240,16 +243,16 @@ plt.close(fig)
 # %% tags=["remove-cell"]
 ablation = {r.config["ddgan_d_head"]: r for r in ddgan_head_ablation(cfg)}
 abl_steps = cfg["head_ablation_steps"]
-glue("abl_steps", f"{abl_steps:,}", display=False)
-glue("abl_n", f"{ablation['flatten'].metrics['final']['n_samples']:,}", display=False)
+glue("abl_steps", int(abl_steps), display=False)
+glue("abl_n", int(ablation["flatten"].metrics["final"]["n_samples"]), display=False)
 for head, r in ablation.items():
     hist = r.metrics["train"]["history"]
     late = hist[len(hist) // 2:]
-    glue(f"abl_{head}_fid", f"{r.metrics['final']['fid']:.1f}", display=False)
-    glue(f"abl_{head}_recall", f"{r.metrics['final']['recall']:.3f}", display=False)
-    glue(f"abl_{head}_gap", f"{np.mean([h['gap'] for h in late]):.2f}", display=False)
-    glue(f"abl_{head}_r1", f"{np.nanmean([h['r1'] for h in late]):.4f}", display=False)
-    glue(f"abl_{head}_stall", f"{r.metrics['train']['stall_fraction']:.0%}", display=False)
+    glue(f"abl_{head}_fid", float(r.metrics["final"]["fid"]), display=False)
+    glue(f"abl_{head}_recall", float(r.metrics["final"]["recall"]), display=False)
+    glue(f"abl_{head}_gap", float(np.mean([h["gap"] for h in late])), display=False)
+    glue(f"abl_{head}_r1", float(np.nanmean([h["r1"] for h in late])), display=False)
+    glue(f"abl_{head}_stall", float(r.metrics["train"]["stall_fraction"]), display=False)
 fid_mean, fid_flat = (ablation[h].metrics["final"]["fid"] for h in ("mean", "flatten"))
 glue("abl_verdict", "The flattened head also gives the better generator at this point."
      if fid_flat < fid_mean else
@@ -283,18 +286,19 @@ plt.close(fig)
 # ```{glue:figure} fig_head_ablation
 # :name: fig-head-ablation
 #
-# Two runs of {glue:text}`abl_steps` generator steps with the settings above, one with a
+# Two runs of {glue:text}`abl_steps:,d` generator steps with the settings above, one with a
 # mean-pooled head and one with the flattened head. Over the second half of the runs the mean
-# logit gap is {glue:text}`abl_mean_gap` (mean head) against {glue:text}`abl_flatten_gap`
-# (flatten head), and the R1 term {glue:text}`abl_mean_r1` against
-# {glue:text}`abl_flatten_r1`.
+# logit gap is {glue:text}`abl_mean_gap:.2f` (mean head) against
+# {glue:text}`abl_flatten_gap:.2f` (flatten head), and the R1 term
+# {glue:text}`abl_mean_r1:.4f` against {glue:text}`abl_flatten_r1:.4f`.
 # ```
 #
-# After these short runs the EMA generators (decay 0.99) reach FID {glue:text}`abl_mean_fid`
-# with the mean head and {glue:text}`abl_flatten_fid` with the flattened one (recall
-# {glue:text}`abl_mean_recall` and {glue:text}`abl_flatten_recall`; {glue:text}`abl_n`
-# samples each). The share of logging intervals at parity was {glue:text}`abl_mean_stall` and
-# {glue:text}`abl_flatten_stall`. {glue:text}`abl_verdict`
+# After these short runs the EMA generators (decay 0.99) reach FID
+# {glue:text}`abl_mean_fid:.1f` with the mean head and {glue:text}`abl_flatten_fid:.1f` with the
+# flattened one (recall {glue:text}`abl_mean_recall:.3f` and
+# {glue:text}`abl_flatten_recall:.3f`; {glue:text}`abl_n:,d` samples each). The share of logging
+# intervals at parity was {glue:text}`abl_mean_stall:.0%` and {glue:text}`abl_flatten_stall:.0%`.
+# {glue:text}`abl_verdict`
 
 # %% tags=["remove-input"]
 # one point per distinct training state (a chunk that found training finished repeats the last)
@@ -318,21 +322,21 @@ fig.tight_layout()
 glue("fig_gan_progress", fig, display=False)
 plt.close(fig)
 n_progress = ddgan_progress_samples(cfg)
-glue("progress_n", f"{n_progress:,}", display=False)
+glue("progress_n", int(n_progress), display=False)
 
 # %% [markdown]
 # ```{glue:figure} fig_gan_progress
 # :name: fig-gan-progress
 #
-# Quality of the EMA generator during training ({glue:text}`progress_n` samples per point):
+# Quality of the EMA generator during training ({glue:text}`progress_n:,d` samples per point):
 # FID with its real-data floor, precision, recall and KID.
 # ```
 #
 # ## The reverse chain, step by step
 
 # %% tags=["remove-input"]
-device = "cuda" if torch.cuda.is_available() else "cpu"
-generator = ddgan.load_generator(result.file("generator_ema.pt"), device)
+generator = ddgan.load_generator(result.file(ddgan.GENERATOR_FILE))  # on the picked device
+device = next(generator.parameters()).device
 diffusion = ddgan.make_ddgan_diffusion(cfg["ddgan_timesteps"])
 _, _, chain = ddgan.ddgan_sample(generator, diffusion, 8, cfg["ddgan_nz"], seed=cfg["seed"],
                                  device=device, return_chain=True)
@@ -368,27 +372,28 @@ ddim_rows = sorted((k, m) for (s, k), m in rows.items() if s == "ddim")
 grid_n = ddpm_full["n_samples"]
 gan_fid_grid_n = progress[-1]["fid"] if n_progress == grid_n else final["fid"]
 match = next(((k, m) for k, m in ddim_rows if m["fid"] <= gan_fid_grid_n), None)
-glue("gan_fid_grid_n", f"{gan_fid_grid_n:.2f}", display=False)
-glue("grid_n", f"{grid_n:,}" if n_progress == grid_n else f"{final['n_samples']:,}",
-     display=False)
+glue("gan_fid_grid_n", float(gan_fid_grid_n), display=False)
+glue("grid_n", int(grid_n if n_progress == grid_n else final["n_samples"]), display=False)
 speed_result = sampling_speed(cfg)
 speed = speed_result.metrics
 K_max = max(cfg["ddpm_step_grid"])
 ratio = speed["speedup_vs_ddpm_last"]
 glue("speed_device", speed["ddgan"]["device_name"], display=False)
-glue("nfe_ratio", f"{K_max / cfg['ddgan_timesteps']:.0f}", display=False)
+glue("nfe_ratio", float(K_max / cfg["ddgan_timesteps"]), display=False)
 ddpm_params = sum(p.numel() for p in ddpm.make_model(cfg).parameters())
-glue("ddpm_params_here", f"{ddpm_params / 1e6:.2f} M", display=False)
-glue("speed_batch", speed["ddgan"]["batch_size"], display=False)
-glue("speed_threads", speed["ddgan"]["num_threads"], display=False)
-glue("gan_fid", f"{final['fid']:.2f}", display=False)
-glue("gan_recall", f"{final['recall']:.3f}", display=False)
-glue("gan_spi", f"{speed['ddgan']['seconds_per_image'] * 1e3:.2f}", display=False)
-glue("ddpm_spi", f"{speed[f'ddpm_{K_max}']['seconds_per_image'] * 1e3:.1f}", display=False)
-glue("gan_floor", f"{final['fid_floor']:.2f}", display=False)
-glue("gan_n", f"{final['n_samples']:,}", display=False)
-glue("ddpm_full_fid", f"{ddpm_full['fid']:.2f}", display=False)
-glue("ddpm_full_k", max(cfg["ddpm_step_grid"]), display=False)
+glue("ddpm_params_here", int(ddpm_params), display=False)
+glue("ddpm_params_here_millions", float(ddpm_params / 1e6), display=False)
+glue("speed_batch", int(speed["ddgan"]["batch_size"]), display=False)
+glue("speed_threads", int(speed["ddgan"]["num_threads"]), display=False)
+glue("gan_fid", float(final["fid"]), display=False)
+glue("gan_recall", float(final["recall"]), display=False)
+# sampling time in milliseconds per image
+glue("gan_spi", float(speed["ddgan"]["seconds_per_image"] * 1e3), display=False)
+glue("ddpm_spi", float(speed[f"ddpm_{K_max}"]["seconds_per_image"] * 1e3), display=False)
+glue("gan_floor", float(final["fid_floor"]), display=False)
+glue("gan_n", int(final["n_samples"]), display=False)
+glue("ddpm_full_fid", float(ddpm_full["fid"]), display=False)
+glue("ddpm_full_k", int(max(cfg["ddpm_step_grid"])), display=False)
 if match:
     glue("ddim_match", f"DDIM first matches DDGAN's FID at K = {match[0]} "
          f"(FID {match[1]['fid']:.2f})", display=False)
@@ -396,9 +401,12 @@ else:
     best_ddim = min(ddim_rows, key=lambda km: km[1]["fid"])
     glue("ddim_match", f"DDIM does not reach DDGAN's FID at any K of the grid (its best is "
          f"{best_ddim[1]['fid']:.2f}, at K = {best_ddim[0]})", display=False)
-glue("speed_ratio", f"{ratio:,.0f}", display=False)
+glue("speed_ratio", float(ratio), display=False)
 ddpm100 = rows.get(("ancestral", 100))
-glue("ddpm100_fid", f"{ddpm100['fid']:.2f}" if ddpm100 else "n/a", display=False)
+if ddpm100:  # the number, for sweeps; only where K = 100 is in this profile's grid
+    glue("ddpm100_fid", float(ddpm100["fid"]), display=False)
+# the prose's text: the number, or "n/a"
+glue("ddpm100_fid_text", f"{ddpm100['fid']:.2f}" if ddpm100 else "n/a", display=False)
 
 # %% tags=["remove-input"]
 table = [("DDGAN", f"T = {T}", final, speed["ddgan"]),
@@ -419,28 +427,30 @@ for name, steps_text, m, timing in table:
 display(Markdown("\n".join(lines)))
 
 # %% [markdown]
-# DDGAN with $T =$ {glue:text}`gan_T` reaches FID {glue:text}`gan_fid` (recall
-# {glue:text}`gan_recall`, {glue:text}`gan_n` samples; floor {glue:text}`gan_floor`), against
-# {glue:text}`ddpm_full_fid` for DDPM with all {glue:text}`ddpm_full_k` ancestral steps and
-# {glue:text}`ddpm100_fid` with 100 (those with {glue:text}`grid_n` samples, where DDGAN's
-# final generator scores {glue:text}`gan_fid_grid_n`; FID grows as n shrinks, so the DDIM
-# match uses that value); {glue:text}`ddim_match`.
+# DDGAN with $T =$ {glue:text}`gan_T` reaches FID {glue:text}`gan_fid:.2f` (recall
+# {glue:text}`gan_recall:.3f`, {glue:text}`gan_n:,d` samples; floor {glue:text}`gan_floor:.2f`),
+# against {glue:text}`ddpm_full_fid:.2f` for DDPM with all {glue:text}`ddpm_full_k` ancestral
+# steps and {glue:text}`ddpm100_fid_text` with 100 (those with {glue:text}`grid_n:,d` samples,
+# where DDGAN's final generator scores {glue:text}`gan_fid_grid_n:.2f`; FID grows as n shrinks,
+# so the DDIM match uses that value); {glue:text}`ddim_match`.
 #
 # Speed was measured for both trained networks with the same harness on one device
 # ({glue:text}`speed_device`, {glue:text}`speed_threads` threads, batches of
 # {glue:text}`speed_batch`, warm-up then the median of repeats): DDGAN takes
-# {glue:text}`gan_spi` ms per image and DDPM with {glue:text}`ddpm_full_k` steps
-# {glue:text}`ddpm_spi` ms, a ratio of {glue:text}`speed_ratio`. The ratio of network
-# evaluations alone is {glue:text}`nfe_ratio`; the rest comes from the cost of one evaluation,
-# which differs between the two networks here ({glue:text}`g_params` for the generator,
-# {glue:text}`ddpm_params_here` for DDPM's $\varepsilon_\theta$).
+# {glue:text}`gan_spi:.2f` ms per image and DDPM with {glue:text}`ddpm_full_k` steps
+# {glue:text}`ddpm_spi:.1f` ms, a ratio of {glue:text}`speed_ratio:,.0f`. The ratio of network
+# evaluations alone is {glue:text}`nfe_ratio:.0f`; the rest comes from the cost of one
+# evaluation, which differs between the two networks here ({glue:text}`g_params_millions:.2f` M
+# for the generator, {glue:text}`ddpm_params_here_millions:.2f` M for DDPM's
+# $\varepsilon_\theta$).
 #
 # ```{note}
 # The quality comparison is not between equals. In this profile the DDGAN generator
-# ({glue:text}`g_params`) was trained for {glue:text}`gan_steps` generator steps in
-# {glue:text}`gan_minutes` minutes on {glue:text}`gan_device`, and its training sat at the
-# discriminator-generator parity described above in {glue:text}`gan_stall` of the logging
-# intervals; the DDPM it is compared with was trained on the device named in the previous
-# chapter. The speed ratio does not depend on training; the FID gap does, and a longer run
-# (`--set ddgan_train_steps=...`) or the `full` profile is where DDGAN's quality should be judged.
+# ({glue:text}`g_params_millions:.2f` M) was trained for {glue:text}`gan_steps:,d` generator
+# steps in {glue:text}`gan_minutes:.1f` minutes on {glue:text}`gan_device`, and its training sat
+# at the discriminator-generator parity described above in {glue:text}`gan_stall:.0%` of the
+# logging intervals; the DDPM it is compared with was trained on the device named in the
+# previous chapter. The speed ratio does not depend on training; the FID gap does, and a longer
+# run (`--set ddgan_train_steps=...`) or the `full` profile is where DDGAN's quality should be
+# judged.
 # ```

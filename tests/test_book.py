@@ -102,9 +102,17 @@ def test_browser_check_catches_a_broken_page(tmp_path):
 def test_sweep_over_two_values_writes_csv_and_plot(tmp_path, monkeypatch):
     monkeypatch.setenv("DDGAN_CACHE_DIR", str(tmp_path / "cache"))
     csv_path, plot_path = sweep.run_sweep(
-        "notebooks/01_forward_process", {"num_timesteps": [30, 200]}, "smoke", tmp_path / "s")
+        "notebooks/01_forward_process", {"forward_timesteps": [30, 200]}, "smoke", tmp_path / "s")
     rows = list(csv.DictReader(open(csv_path)))
-    assert [r["num_timesteps"] for r in rows] == ["30", "200"]
-    assert [r["T"] for r in rows] == ["30.0", "200.0"]
+    assert [r["forward_timesteps"] for r in rows] == ["30", "200"]
+    assert [r["T"] for r in rows] == ["30", "200"]  # raw numbers: a count stays an integer
     assert all(0 < float(r["linear_snr1_frac"]) <= 1 for r in rows)
     assert plot_path.stat().st_size > 5_000
+    record = json.loads((tmp_path / "s" / "sweep.json").read_text())
+    assert record["profile"] == "smoke" and record["grid"] == {"forward_timesteps": [30, 200]}
+    assert record["git_commit"] and record["notebook"] == "notebooks/01_forward_process.py"
+    for point in record["points"]:
+        names = [entry["name"] for entry in point["cache_entries"]]
+        assert names == ["dataset_statistics"], point  # the cached experiment the chapter used
+    keys = {e["key"] for p in record["points"] for e in p["cache_entries"]}
+    assert len(keys) == 1  # the same entry for both points: forward_timesteps is not in its key

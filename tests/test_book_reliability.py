@@ -50,8 +50,10 @@ class Recorder:
     [
         ({"ddpm_train_steps": "abc"}, r"ddpm_train_steps='abc'.*wrong type; expected int"),
         ({"seed": 1.5}, r"seed=1\.5.*wrong type; expected int"),
-        # not a profile key itself: chapter 1 passes it to get_profile as forward_timesteps
-        ({"num_timesteps": "abc"}, r"num_timesteps='abc'.*forward_timesteps.*expected int"),
+        ({"forward_timesteps": "abc"}, r"forward_timesteps='abc'.*expected int"),
+        ({"fid_samples": 0}, r"fid_samples=0: must be >= 1"),
+        # chapter 1's old name for forward_timesteps: one namespace, profile keys only
+        ({"num_timesteps": 30}, r"unknown parameter name.*num_timesteps.*profile keys"),
     ],
 )
 def test_bad_override_value_fails_before_any_chapter(monkeypatch, overrides, match):
@@ -73,15 +75,27 @@ def test_book_main_reports_a_bad_override_in_one_line(monkeypatch, capsys):
     assert recorder.calls == []
 
 
-def test_good_overrides_still_reach_every_chapter(monkeypatch, tmp_path):
+def test_every_override_reaches_every_chapter(monkeypatch, tmp_path):
+    """One namespace: the DDGAN chapter compares against the DDPM the override asked for (it
+    used to get only the overrides it declared, so chapter 3 and 4 disagreed)."""
     recorder = Recorder()
     monkeypatch.setattr(book, "execute_notebook", recorder)
-    book.run("smoke", {"ddpm_train_steps": 7, "num_timesteps": "30", "seed": None},
+    book.run("smoke", {"ddpm_train_steps": 7, "forward_timesteps": "30", "seed": None},
              book_dir=tmp_path, build=False)
     assert [call[0].stem for call in recorder.calls] == CHAPTERS
-    by_name = {call[0].stem: call[2] for call in recorder.calls}
-    assert by_name["03_ddpm"]["ddpm_train_steps"] == 7
-    assert "ddpm_train_steps" not in by_name["01_forward_process"]
+    for call in recorder.calls:
+        assert call[2]["ddpm_train_steps"] == 7 and call[2]["forward_timesteps"] == "30"
+
+
+def test_every_chapter_builds_its_profile_from_all_profile_keys():
+    """Each chapter reads every profile key papermill injects, declared or not."""
+    from ddgan_core.profiles import keys
+
+    for name in CHAPTERS:
+        source = book.notebook_source(name)
+        assert "get_profile(profile, **overrides_from(globals()))" in source.read_text(), name
+        declared = set(book.notebook_parameters(source)) - {"profile"}
+        assert declared <= set(keys()), (name, declared - set(keys()))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -192,8 +206,8 @@ def test_book_main_returns_1_and_names_the_kept_notebook(monkeypatch, capsys):
 def test_sweep_bad_grid_value_fails_before_the_first_point(tmp_path, monkeypatch):
     recorder = Recorder()
     monkeypatch.setattr(sweep, "execute_notebook", recorder)
-    with pytest.raises(ValueError, match=r"num_timesteps='abc'.*expected int"):
-        sweep.run_sweep("notebooks/01_forward_process", {"num_timesteps": [20, "abc"]},
+    with pytest.raises(ValueError, match=r"forward_timesteps='abc'.*expected int"):
+        sweep.run_sweep("notebooks/01_forward_process", {"forward_timesteps": [30, "abc"]},
                         "smoke", tmp_path / "s")
     assert recorder.calls == []
     assert not (tmp_path / "s").exists()
@@ -202,12 +216,12 @@ def test_sweep_bad_grid_value_fails_before_the_first_point(tmp_path, monkeypatch
 def test_sweep_cli_bad_value_and_missing_notebook_are_one_line(tmp_path, monkeypatch, capsys):
     recorder = Recorder()
     monkeypatch.setattr(sweep, "execute_notebook", recorder)
-    argv = ["sweep", "notebooks/01_forward_process", "-p", "num_timesteps", "20", "abc",
+    argv = ["sweep", "notebooks/01_forward_process", "-p", "forward_timesteps", "30", "abc",
             "--profile", "smoke", "--out", str(tmp_path / "s")]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and "'abc'" in err
-    assert cli.main(["sweep", "notebooks/nope", "-p", "num_timesteps", "1",
+    assert cli.main(["sweep", "notebooks/nope", "-p", "forward_timesteps", "30",
                      "--profile", "smoke"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err
@@ -227,9 +241,9 @@ def test_sweep_writes_csv_and_plot_atomically(tmp_path, monkeypatch):
 
     monkeypatch.setattr(sweep, "atomic_write_bytes", spy)
     csv_path, plot_path = sweep.run_sweep(
-        "notebooks/01_forward_process", {"num_timesteps": [20, 40]}, "smoke", tmp_path / "s")
+        "notebooks/01_forward_process", {"forward_timesteps": [30, 40]}, "smoke", tmp_path / "s")
     assert sorted(written) == ["plot.png", "results.csv"]
-    assert csv_path.read_text().splitlines()[0] == "profile,num_timesteps,T,frac"
+    assert csv_path.read_text().splitlines()[0] == "profile,forward_timesteps,T,frac"
     assert plot_path.read_bytes()[:4] == b"\x89PNG"
-    assert [call[2]["num_timesteps"] for call in recorder.calls] == [20, 40]
+    assert [call[2]["forward_timesteps"] for call in recorder.calls] == [30, 40]
     assert not [p for p in (tmp_path / "s").iterdir() if p.name.startswith(".")]

@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from ddgan_core import ddgan, ddpm
-from ddgan_core.profiles import get_profile
-from ddgan_core.training import (
+from ddgan_core.checkpoint import (
     CheckpointError,
-    DivergenceError,
     load_checkpoint,
+    read_model_file,
     save_checkpoint,
 )
+from ddgan_core.profiles import get_profile
+from ddgan_core.training import DivergenceError, TrainingPaused
 
 
 @pytest.fixture
@@ -44,8 +45,8 @@ def test_ddpm_resume_with_dropout_is_bit_exact(tmp_path, images):
     differed after a resume."""
     _train_ddpm(tmp_path / "straight", images, checkpoint_every=0)
     torch.manual_seed(12345)  # whatever the caller's RNG state, the resume restores the saved one
-    with pytest.raises(ddpm.TrainingPaused):
-        _train_ddpm(tmp_path / "resumed", images, stop_after=3, checkpoint_every=0)
+    paused = _train_ddpm(tmp_path / "resumed", images, stop_after=3, checkpoint_every=0)
+    assert not paused["finished"] and paused["train_steps"] == 3
     torch.manual_seed(999)
     _train_ddpm(tmp_path / "resumed", images, checkpoint_every=0)
     a = _weights_of_model(tmp_path / "straight")
@@ -55,7 +56,7 @@ def test_ddpm_resume_with_dropout_is_bit_exact(tmp_path, images):
 
 
 def _weights_of_model(folder):
-    return load_checkpoint(folder / "model_ema.pt")["model"]
+    return read_model_file(folder / ddpm.MODEL_FILE)[0]
 
 
 def test_ddpm_checkpoints_every_n_steps_through_the_cache(tmp_path, monkeypatch, images):
@@ -73,7 +74,7 @@ def test_ddpm_checkpoints_every_n_steps_through_the_cache(tmp_path, monkeypatch,
 
     monkeypatch.setattr(ddpm, "train_ddpm", spy)
     profile = get_profile("smoke", ddpm_checkpoint_every=1)
-    with pytest.raises(ddpm.TrainingPaused):
+    with pytest.raises(TrainingPaused):  # an unfinished run never becomes an entry
         experiments.ddpm_model(profile, ResultCache(tmp_path))
     assert seen == [1]
     partial = next(tmp_path.glob("ddpm_model/*.partial"))
@@ -82,8 +83,7 @@ def test_ddpm_checkpoints_every_n_steps_through_the_cache(tmp_path, monkeypatch,
 
 def test_ddpm_divergence_keeps_a_checkpoint_that_resumes(tmp_path, images):
     work = tmp_path / "w"
-    with pytest.raises(ddpm.TrainingPaused):
-        _train_ddpm(work, images, stop_after=4, checkpoint_every=2)
+    assert not _train_ddpm(work, images, stop_after=4, checkpoint_every=2)["finished"]
     with pytest.raises(DivergenceError):
         _train_ddpm(work, images, checkpoint_every=1, config={"ddpm_lr": 1e6})
     kept = load_checkpoint(work / "checkpoint.pt")
@@ -157,7 +157,7 @@ def test_sample_output_is_written_aside_and_renamed(tmp_path, images, monkeypatc
 
     ddgan.train_ddgan(DDGAN_TINY, tmp_path / "g", device="cpu", progress=False, data=images)
     out = tmp_path / "s.npz"
-    argv = ["sample", "--checkpoint", str(tmp_path / "g" / "generator_ema.pt"), "--n", "6",
+    argv = ["sample", "--checkpoint", str(tmp_path / "g" / ddgan.GENERATOR_FILE), "--n", "6",
             "--out", str(out)]
     assert cli.main(argv) == 0
     first = np.load(out)["images"]

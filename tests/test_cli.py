@@ -17,7 +17,8 @@ import ddgan_core
 from ddgan_core import book, cli, sweep
 from ddgan_core.metrics import evaluate, features
 
-COMMANDS = ("data", "profiles", "train", "sample", "eval", "book", "sweep", "reproduce", "unpack")
+COMMANDS = ("data", "profiles", "train", "sample", "eval", "book", "sweep", "reproduce", "unpack",
+            "promote")
 
 #: (command path, words its --help must show: options, positionals, sub-commands)
 HELP = [
@@ -28,9 +29,10 @@ HELP = [
                                "--manifest", "--overwrite-pinned"]),
     (["train", "ddpm"], ["--profile", "--set", "--out", "--cache-dir", "--device", "resumes"]),
     (["train", "ddgan"], ["--profile", "--set", "--out", "--cache-dir", "--device",
-                          "generator_ema.pt"]),
+                          "generator_ema.safetensors"]),
     (["sample"], ["--checkpoint", "--steps", "--sampler", "--eta", "--n", "--seed",
-                  "--batch-size", "--device", "--out", "model_ema.pt", "generator_ema.pt"]),
+                  "--batch-size", "--device", "--out", "model_ema.safetensors",
+                  "generator_ema.safetensors"]),
     (["eval"], ["--samples", "--n", "--k", "--range", "--json", "--inception", "--device",
                 "--cache-dir", "0..255"]),
     (["book"], ["--profile", "--set", "--only", "--book-dir", "--cache-dir", "--no-build"]),
@@ -38,6 +40,7 @@ HELP = [
     (["reproduce"], ["--profile", "--set", "--only", "--archive", "--cache-dir",
                      "--budget-minutes"]),
     (["unpack"], ["archive", "--cache-dir", "corrupt"]),
+    (["promote"], ["NAME/KEY", "--all", "--cache-dir", "results/"]),
 ]
 
 
@@ -111,14 +114,14 @@ def test_usage_errors_are_one_line_and_exit_2(argv, words, capsys):
 
 def test_sweep_needs_a_profile(monkeypatch, capsys):
     monkeypatch.setattr(sweep, "run_sweep", lambda *a, **k: pytest.fail("sweep started"))
-    argv = ["sweep", "notebooks/01_forward_process", "-p", "num_timesteps", "20"]
+    argv = ["sweep", "notebooks/01_forward_process", "-p", "forward_timesteps", "20"]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: sweep:") and "--profile" in err and "\n" not in err
     calls = []
     monkeypatch.setattr(sweep, "run_sweep", lambda *a: calls.append(a))
     assert cli.main([*argv, "--profile", "cpu"]) == 0
-    assert calls == [("notebooks/01_forward_process", {"num_timesteps": [20]}, "cpu", None)]
+    assert calls == [("notebooks/01_forward_process", {"forward_timesteps": [20]}, "cpu", None)]
 
 
 def test_the_older_entry_points_share_the_parsers(capsys):
@@ -169,11 +172,12 @@ def test_book_command_runs_the_book(monkeypatch, capsys, tmp_path):
 def test_train_ddgan_smoke_then_sample(tmp_path, capsys):
     out = tmp_path / "gan"
     assert cli.main(["train", "ddgan", "--profile", "smoke", "--out", str(out)]) == 0
-    assert f"checkpoint: {out / 'generator_ema.pt'}" in capsys.readouterr().out
+    assert f"checkpoint: {out / 'generator_ema.safetensors'}" in capsys.readouterr().out
     samples = tmp_path / "s.npz"
     done = subprocess.run(
         [sys.executable, "-m", "ddgan_core", "sample", "--checkpoint",
-         str(out / "generator_ema.pt"), "--n", "6", "--seed", "1", "--out", str(samples)],
+         str(out / "generator_ema.safetensors"), "--n", "6", "--seed", "1", "--out",
+         str(samples)],
         capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr

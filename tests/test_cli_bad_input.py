@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from ddgan_core import book, cli, ddgan, ddpm
+from ddgan_core.checkpoint import save_checkpoint
 from ddgan_core.metrics import evaluate
-from ddgan_core.training import save_checkpoint
 
 
 @pytest.fixture(autouse=True)
@@ -72,7 +72,7 @@ CASES = [
      ["--out", "is a folder"]),
     (["sample", "--checkpoint", "{random}", "--n", "4", "--out", "{npz_out}"], ["corrupt"]),
     (["sample", "--checkpoint", "{gan_state}", "--n", "4", "--out", "{npz_out}"],
-     ["training state", "generator_ema.pt"]),
+     ["training state", "generator_ema.safetensors"]),
     (["sample", "--checkpoint", "{dir}/nope.pt", "--n", "4", "--out", "{npz_out}"],
      ["not found"]),
     (["train", "ddpm", *SMOKE, "--out", "{file}"], ["is a file"]),

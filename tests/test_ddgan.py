@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ddgan_core import ddgan, toy
+from ddgan_core.checkpoint import read_model_file, save_checkpoint
 from ddgan_core.ddgan import (
     LN4,
     CheckpointError,
@@ -285,7 +286,13 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, tiny_data)
     full = _train(tmp_path / "a", tiny_data)
     first = _train(tmp_path / "b", tiny_data, stop_after=3)
     assert not first["finished"] and first["train_steps"] == 3
-    assert not (tmp_path / "b" / "generator_ema.pt").exists()
+    assert not (tmp_path / "b" / ddgan.GENERATOR_FILE).exists()
+    # stop_after is the run's step count (as in DDPM): asking again does no step
+    again = _train(tmp_path / "b", tiny_data, stop_after=3)
+    assert not again["finished"] and again["train_steps"] == 3
+    assert ddgan.trained_steps(tmp_path / "b") == 3 and ddgan.trained_steps(tmp_path / "c") == 0
+    partial = ddgan.ema_generator_from_checkpoint(tmp_path / "b", "cpu")
+    assert partial.arch == ddgan._arch(TINY) and not partial.training
     resumed = _train(tmp_path / "b", tiny_data)
     assert full["finished"] and resumed["finished"] and resumed["train_steps"] == 4
     assert resumed["images_seen"] == full["images_seen"] == 4 * 4 * 2
@@ -299,11 +306,18 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, tiny_data)
     assert [[h[k] for k in keys] for h in full["history"]] == [
         [h[k] for k in keys] for h in resumed["history"]]
     # the saved EMA generator rebuilds and matches the trained one (fp16 on disk)
-    G = load_generator(tmp_path / "a" / "generator_ema.pt", "cpu")
+    G = load_generator(tmp_path / "a" / ddgan.GENERATOR_FILE, "cpu")
     ema = make_generator(TINY)
     ema.load_state_dict(a["ema"])
     x, t, z = torch.randn(2, 1, 28, 28), torch.tensor([0, 1]), torch.randn(2, 4)
     assert torch.allclose(G(x, t, z), ema(x, t, z), atol=5e-3)
+    # the torch file of before (weights under "state_dict") loads to the same generator
+    tensors, info = read_model_file(tmp_path / "a" / ddgan.GENERATOR_FILE)
+    assert info["format"] == ddgan.GENERATOR_FORMAT and info["train_steps"] == 4
+    save_checkpoint(tmp_path / "generator_ema.pt", {**info, "state_dict": tensors})
+    old = load_generator(tmp_path / "generator_ema.pt", "cpu")
+    assert old.arch == G.arch and all(
+        torch.equal(v, G.state_dict()[k]) for k, v in old.state_dict().items())
 
 
 def test_corrupt_or_mismatched_files_give_clear_errors(tmp_path, tiny_data):
@@ -324,8 +338,6 @@ def test_corrupt_or_mismatched_files_give_clear_errors(tmp_path, tiny_data):
     other = dict(TINY, ddgan_channels=[8, 8, 8])
     with pytest.raises(CheckpointError, match="networks"):
         train_ddgan(other, good, device="cpu", progress=False, data=tiny_data)
-    from ddgan_core.training import save_checkpoint
-
     G = make_generator(TINY)
     save_checkpoint(bad, {"format": ddgan.GENERATOR_FORMAT, "state_dict": G.state_dict(),
                           "config": ddgan._arch(other)})
@@ -344,7 +356,7 @@ def test_divergence_raises_and_keeps_the_last_checkpoint(tmp_path, tiny_data):
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert state["trainer"]["step"] == 2
-    assert not (tmp_path / "generator_ema.pt").exists()
+    assert not (tmp_path / ddgan.GENERATOR_FILE).exists()
 
 
 # -- stall watch and the 2-D toy -------------------------------------------------------------
@@ -408,9 +420,13 @@ def test_toy_ddgan_covers_all_eight_modes():
     assert_not_stalled(result["history"])
     assert result["modes"] == 8, result["modes"]
     assert result["hq_fraction"] >= 0.8, result["hq_fraction"]
-    panels = toy.reverse_kernel_comparison(result, torch.tensor([[0.0, 0.0], [0.5, 0.5]]), n=200)
-    assert len(panels) == 2 and panels[1]["true"].shape == panels[1]["model"].shape == (200, 2)
     # at t = 0 both kernels put their mass on the modes
+    gen = torch.Generator().manual_seed(0)
+    x_t = torch.tensor([0.5, 0.5])
+    true = toy.true_reverse_samples("8gaussians", result["diffusion"], x_t, 0, 200, gen)
+    model = toy.model_reverse_samples(result["G"], result["diffusion"], x_t, 0, 200,
+                                      result["nz"], gen)
+    assert true.shape == model.shape == (200, 2)
     centers, std = result["centers"], result["std"]
-    assert toy.mode_coverage(panels[1]["true"], centers, std, min_count=1)[1] > 0.95
-    assert toy.mode_coverage(panels[1]["model"], centers, std, min_count=1)[1] > 0.6
+    assert toy.mode_coverage(true, centers, std, min_count=1)[1] > 0.95
+    assert toy.mode_coverage(model, centers, std, min_count=1)[1] > 0.6

@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from ddgan_core import ddpm
+from ddgan_core.checkpoint import CheckpointError, read_model_file, save_checkpoint
 from ddgan_core.diffusion import GaussianDiffusion, make_beta_schedule, respace
 from ddgan_core.profiles import get_profile
-from ddgan_core.training import CheckpointError, DivergenceError
+from ddgan_core.training import DivergenceError
 
 
 class ConstantEps(torch.nn.Module):
@@ -102,13 +103,19 @@ def test_training_learns_and_resume_is_exact(tmp_path):
     cfg = tiny_config(ddpm_train_steps=8, ddpm_lr=2e-3, ddpm_ema_decay=0.5)
     full = ddpm.train_ddpm(cfg, tmp_path / "a", device="cpu", progress=False, data=data)
     assert full["images_seen"] == 32 and len(full["history"]) >= 2
-    with pytest.raises(ddpm.TrainingPaused, match="paused at step 3"):
-        ddpm.train_ddpm(cfg, tmp_path / "b", device="cpu", progress=False, data=data,
-                        stop_after=3)
-    ddpm.train_ddpm(cfg, tmp_path / "b", device="cpu", progress=False, data=data)
-    a = torch.load(tmp_path / "a" / "model_ema.pt", weights_only=True)["model"]
-    b = torch.load(tmp_path / "b" / "model_ema.pt", weights_only=True)["model"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    # stop_after is the run's step count: the second call with it does no step
+    for _ in range(2):
+        paused = ddpm.train_ddpm(cfg, tmp_path / "b", device="cpu", progress=False, data=data,
+                                 stop_after=3)
+        assert not paused["finished"] and paused["train_steps"] == 3
+    assert not (tmp_path / "b" / ddpm.MODEL_FILE).exists()
+    resumed = ddpm.train_ddpm(cfg, tmp_path / "b", device="cpu", progress=False, data=data)
+    assert full["finished"] and resumed["finished"] and resumed["train_steps"] == 8
+    a, info = read_model_file(tmp_path / "a" / ddpm.MODEL_FILE)
+    b, _ = read_model_file(tmp_path / "b" / ddpm.MODEL_FILE)
+    assert info["format"] == ddpm.MODEL_FORMAT and info["config"]["ddpm_timesteps"] == 50
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not (tmp_path / "a" / "checkpoint.pt").exists()  # the product is the model file
 
 
 def test_loss_decreases_on_a_fixed_image(tmp_path):
@@ -133,3 +140,21 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     torch.save({"weights": 1}, bad)
     with pytest.raises(CheckpointError, match="not a DDPM model file"):
         ddpm.load_model(bad, "cpu")
+    torn = tmp_path / ddpm.MODEL_FILE
+    torn.write_bytes(b"\x07\x00\x00\x00\x00\x00\x00\x00{\"a\": 1")  # a broken header
+    with pytest.raises(CheckpointError, match="corrupt") as err:
+        ddpm.load_model(torn, "cpu")
+    assert "\n" not in str(err.value)
+
+
+def test_the_torch_model_files_of_before_still_load(tmp_path):
+    """``model_ema.pt`` (tagged, or untagged as first written) loads like the safetensors file."""
+    cfg = tiny_config()
+    model = ddpm.make_model(cfg)
+    weights = {k: v.half() for k, v in model.state_dict().items()}
+    config = {k: cfg[k] for k in ddpm.MODEL_KEYS + ddpm.DIFFUSION_KEYS}
+    for tag in ({"format": ddpm.MODEL_FORMAT}, {}):
+        save_checkpoint(tmp_path / "model_ema.pt", {**tag, "model": weights, "config": config})
+        loaded, diffusion = ddpm.load_model(tmp_path / "model_ema.pt", "cpu")
+        assert diffusion.num_timesteps == cfg["ddpm_timesteps"]
+        assert all(torch.equal(v.float(), loaded.state_dict()[k]) for k, v in weights.items())

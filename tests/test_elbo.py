@@ -214,10 +214,16 @@ def test_bad_arguments_are_named():
         elbo.reverse_kernel_grid(ring, [0, 0], 0.5, 0.4)
     with pytest.raises(ValueError, match="2-D mixture"):
         elbo.reverse_kernel_grid(elbo.three_gaussians_1d(), [0, 0], 0.4, 0.5)
-    with pytest.raises(ValueError, match="profile='huge' is unknown"):
-        elbo.elbo_sizes("huge")
-    with pytest.raises(ValueError, match="unknown size 'nope'"):
-        elbo.elbo_sizes("smoke", nope=3)
-    with pytest.raises(ValueError, match="elbo_samples must be an integer"):
-        elbo.elbo_sizes("smoke", elbo_samples=0.5)
-    assert elbo.elbo_sizes("cpu", elbo_samples=None) == elbo.elbo_sizes("cpu")
+
+def test_the_chapters_sizes_are_profile_keys():
+    """Chapter 2's Monte Carlo and grid sizes live in the profiles like every other setting."""
+    from ddgan_core.profiles import get_profile
+
+    with pytest.raises(ValueError, match="unknown parameter name.*'elbo_nope'"):
+        get_profile("smoke", elbo_nope=3)
+    with pytest.raises(ValueError, match="elbo_samples=0.5.*expected int"):
+        get_profile("smoke", elbo_samples=0.5)
+    with pytest.raises(ValueError, match="elbo_samples=0: must be >= 1"):
+        get_profile("smoke", elbo_samples=0)
+    assert get_profile("cpu", elbo_samples=None) == get_profile("cpu")
+    assert get_profile("full")["elbo_samples"] > get_profile("cpu")["elbo_samples"]

@@ -16,7 +16,7 @@ import pytest
 from conftest import needs_data
 
 from ddgan_core import experiments
-from ddgan_core.cache import ResultCache
+from ddgan_core.cache import ResultCache, committed_root
 from ddgan_core.profiles import get_profile
 
 #: Keys read that must not be in a key: they change no number or select which entries exist.
@@ -87,7 +87,7 @@ class NoComputeCache(ResultCache):
 
 
 def test_every_key_holds_its_experiments_version_and_no_cadence():
-    for path in ResultCache().entries():
+    for path in ResultCache(committed_root()).entries():
         config = json.loads((path / "config.json").read_text())
         assert config["experiment_version"] == experiments.VERSIONS[path.parent.name], path
         assert not set(config) & set(experiments.CADENCE_KEYS), path
@@ -97,4 +97,4 @@ def test_every_key_holds_its_experiments_version_and_no_cadence():
 def test_committed_cpu_results_are_found_under_todays_keys(name):
     """Every experiment of the cpu profile resolves to a committed entry, so rendering the book
     recomputes nothing; a key change names the experiments it would recompute."""
-    experiments.EXPERIMENTS[name](get_profile("cpu"), NoComputeCache())
+    experiments.EXPERIMENTS[name](get_profile("cpu"), NoComputeCache(committed_root()))

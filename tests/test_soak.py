@@ -20,16 +20,18 @@ import pytest
 import torch
 from conftest import needs_data
 
-from ddgan_core.training import load_checkpoint
+from ddgan_core.checkpoint import MODEL_FILES, load_checkpoint, read_model_file
 
 KILLS = int(os.environ.get("SOAK_KILLS", "2"))
 FULL = os.environ.get("SOAK_FULL") == "1"
 
 #: model -> (--set overrides, product file). DDPM with dropout on (its RNG must resume too).
+#: Runs long enough for KILLS kills to land mid-training (a run killed at most KILLS times).
 RUNS = {
-    "ddpm": (["ddpm_train_steps=240", "ddpm_checkpoint_every=10", "ddpm_dropout=0.1"],
-             "model_ema.pt"),
-    "ddgan": (["ddgan_train_steps=40", "ddgan_checkpoint_every=2"], "generator_ema.pt"),
+    "ddpm": ([f"ddpm_train_steps={200 + 20 * KILLS}", "ddpm_checkpoint_every=10",
+              "ddpm_dropout=0.1"], MODEL_FILES["ddpm"]),
+    "ddgan": ([f"ddgan_train_steps={30 + 8 * KILLS}", "ddgan_checkpoint_every=2"],
+              MODEL_FILES["ddgan"]),
 }
 #: Seconds from the start of a process to its kill, drawn uniformly.
 DELAYS = {"ddpm": (2.0, 7.0), "ddgan": (4.0, 11.0)}
@@ -57,8 +59,7 @@ def _product(model: str, folder: Path) -> Path:
 
 
 def _weights(model: str, path: Path) -> dict[str, torch.Tensor]:
-    state = load_checkpoint(path)
-    return state["model"] if model == "ddpm" else state["state_dict"]
+    return read_model_file(path)[0]
 
 
 def _checkpoint_step(folder: Path) -> int:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -32,6 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..cache import atomic_write_bytes
+from ..checkpoint import CheckpointError  # noqa: F401 - the one checkpoint error, re-exported
+from ..device import default_device, device_description
+from ..training import progress_bar
 
 EXTRACTOR_NAME = "fmnist-cnn-v1"
 FEATURE_DIM = 128
@@ -66,15 +68,6 @@ _RESTORE_HINT = (
     "file gets a different checksum: then set CHECKPOINT_SHA256 in "
     "ddgan_core/metrics/features.py to the sha256 that the new manifest records)."
 )
-
-
-class CheckpointError(ValueError):
-    """The classifier checkpoint is missing, corrupt, or not the expected one."""
-
-
-def default_device() -> str:
-    """``"cuda"`` when a GPU is available, else ``"cpu"``."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class FashionCNN(nn.Module):
@@ -235,10 +228,13 @@ def extract_features(
     model: FashionCNN | None = None,
     batch_size: int = 1000,
     device: str | torch.device | None = None,
+    *,
+    progress: bool = True,
 ) -> torch.Tensor:
     """Penultimate-layer features (float32, CPU, ``[N, 128]``) of float images in [-1, 1].
 
-    ``model`` defaults to the pinned extractor (loaded once per device and cached).
+    ``model`` defaults to the pinned extractor (loaded once per device and cached). A progress
+    bar over the batches shows on a terminal unless ``progress`` is false.
     """
     check_images(images)
     if model is None:
@@ -252,7 +248,8 @@ def extract_features(
         # true fp32 on GPU too (no TF32), so features agree across devices to ~1e-5
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
-        for start in range(0, images.shape[0], batch_size):
+        for start in progress_bar(range(0, images.shape[0], batch_size), desc="features",
+                                  enabled=progress, unit="batch"):
             batch = images[start: start + batch_size].to(device, torch.float32)
             if device.type == "cpu":
                 batch = batch.contiguous(memory_format=torch.channels_last)
@@ -408,7 +405,7 @@ def train_classifier(
             # CPU seconds of this process: on a busy machine, cpu / threads estimates the wall
             # time the run would take with its cores to itself
             "train_cpu_time_s": round(cpu, 1),
-            "device": _device_name(device),
+            "device": device_description(device),
             "torch_version": torch.__version__,
             "num_threads": torch.get_num_threads(),
             "config": {
@@ -436,12 +433,6 @@ def train_classifier(
         torch.use_deterministic_algorithms(old_det)
         torch.backends.cudnn.benchmark = old_bench
         torch.set_num_threads(old_threads)
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def cli_train_classifier(argv: list[str] | None = None) -> int:

@@ -31,7 +31,6 @@ from .features import (
 )
 
 REFERENCE_SUBDIR = "_reference_stats"
-CACHE_ENV = "DDGAN_CACHE_DIR"
 INCEPTION_ENV = "DDGAN_INCEPTION_WEIGHTS"
 INCEPTION_FILE = "inception-2015-12-05.pt"
 #: clean-fid's own default directory for the Inception file
@@ -42,14 +41,11 @@ REFERENCE_FORMAT = 1
 
 
 def default_cache_dir() -> Path:
-    """``$DDGAN_CACHE_DIR``, else ``<repo>/results`` (or ``./results`` outside a checkout)."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env)
-    repo = Path(__file__).resolve().parents[2]
-    if (repo / "pyproject.toml").is_file():
-        return repo / "results"
-    return Path.cwd() / "results"
+    """The local result cache (:func:`ddgan_core.cache.default_root`: ``$DDGAN_CACHE_DIR``, else
+    ``<repo>/.cache/results``): reference statistics are per machine, never committed."""
+    from ..cache import default_root
+
+    return default_root()
 
 
 def _as_numpy64(features) -> np.ndarray:

@@ -7,14 +7,8 @@ import time
 
 import torch
 
-from ..cache import device_description
-from ..training import synchronize
-from .features import default_device
-
-
-def device_name(device) -> str:
-    """The GPU's name, or the CPU model (as recorded in result manifests)."""
-    return device_description(device).split(":", 1)[1]
+from ..device import default_device, device_name, synchronize
+from ..training import progress_bar
 
 
 def measure_speed(
@@ -25,13 +19,17 @@ def measure_speed(
     device=None,
     warmup: int = 1,
     repeats: int = 3,
+    progress: bool = True,
 ) -> dict:
     """Time ``sampler(b) -> images`` generating ``n_images`` in batches of ``batch_size``.
 
     ``warmup`` untimed batches run first; then ``repeats`` timed passes over ``n_images``, each
     bracketed by ``torch.cuda.synchronize()`` on GPU. Figures are medians over the repeats.
     ``nfe`` (network function evaluations per image, as the sampler defines it) is recorded and
-    used for ``seconds_per_nfe`` (per batch-evaluation: seconds per batch / NFE).
+    used for ``seconds_per_nfe`` (per batch-evaluation: seconds per batch / NFE). A progress
+    bar over the repeats (updated outside the timed passes) shows on a terminal unless
+    ``progress`` is false; ``device_name`` is the GPU's name or the CPU model, as result
+    manifests record it.
     """
     if n_images < 1 or batch_size < 1 or repeats < 1 or warmup < 0:
         raise ValueError("n_images, batch_size and repeats must be >= 1, warmup >= 0")
@@ -46,7 +44,7 @@ def measure_speed(
             dtype = getattr(out, "dtype", dtype)
         synchronize(device)
         times = []
-        for _ in range(repeats):
+        for _ in progress_bar(range(repeats), desc="speed", enabled=progress, unit="repeat"):
             synchronize(device)
             t0 = time.perf_counter()
             for size in sizes:

@@ -27,8 +27,8 @@ side and the DDGAN chapter shows the result (in development runs on FashionMNIST
 mean head's per-timestep logit gap had fallen to about 0.1 by step 100 while the flatten head's
 was still above 3).
 
-:class:`ToyDiscriminator` and :class:`ToyGenerator` are small MLPs with the same call signatures
-for 2-D data (see :mod:`ddgan_core.toy`): inputs and embeddings are concatenated.
+The MLP networks of the 2-D toy model, with the same call signatures, are in
+:mod:`ddgan_core.nets.toy`.
 """
 
 from __future__ import annotations
@@ -45,8 +45,6 @@ from .unet import timestep_embedding
 __all__ = [
     "DownBlock",
     "Discriminator",
-    "ToyDiscriminator",
-    "ToyGenerator",
     "TimeEmbedding",
     "minibatch_stddev",
 ]
@@ -176,52 +174,3 @@ class Discriminator(nn.Module):
         if self.head_kind == "mean":
             h = h.mean(dim=(2, 3))
         return self.head(h).squeeze(1)
-
-
-def _mlp(din: int, hidden: int, layers: int, dout: int, act: type[nn.Module]) -> nn.Sequential:
-    modules: list[nn.Module] = []
-    width = din
-    for _ in range(layers):
-        modules += [nn.Linear(width, hidden), act()]
-        width = hidden
-    modules.append(nn.Linear(width, dout))
-    return nn.Sequential(*modules)
-
-
-class _LeakyReLU(nn.LeakyReLU):
-    def __init__(self):
-        super().__init__(_SLOPE)
-
-
-class ToyDiscriminator(nn.Module):
-    """D(x_{t-1}, x_t, t) -> logits [B] for vectors [B, dim]: MLP on [x_{t-1}, x_t, emb(t)]."""
-
-    def __init__(self, dim: int = 2, hidden: int = 256, layers: int = 3, temb_dim: int = 32):
-        super().__init__()
-        self.temb_dim = temb_dim
-        self.net = _mlp(2 * dim + temb_dim, hidden, layers, 1, _LeakyReLU)
-
-    def forward(self, x_prev: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        temb = timestep_embedding(t, self.temb_dim).to(x_t.dtype)
-        return self.net(torch.cat([x_prev, x_t, temb], dim=1)).squeeze(1)
-
-
-class ToyGenerator(nn.Module):
-    """G(x_t, t, z) -> predicted x_0 [B, dim]: MLP on [x_t, emb(t), w(z)] (linear output).
-
-    ``z`` first goes through a small mapping MLP; the network is called like the image
-    generator, ``G(x_t, t, z)``.
-    """
-
-    def __init__(
-        self, dim: int = 2, z_dim: int = 8, hidden: int = 256, layers: int = 3, temb_dim: int = 32
-    ):
-        super().__init__()
-        self.z_dim = z_dim
-        self.temb_dim = temb_dim
-        self.mapping = nn.Sequential(nn.Linear(z_dim, hidden // 4), nn.SiLU())
-        self.net = _mlp(dim + temb_dim + hidden // 4, hidden, layers, dim, nn.SiLU)
-
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        temb = timestep_embedding(t, self.temb_dim).to(x_t.dtype)
-        return self.net(torch.cat([x_t, temb, self.mapping(z)], dim=1))

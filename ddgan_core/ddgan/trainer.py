@@ -1,15 +1,9 @@
-"""Denoising Diffusion GAN (Xiao, Kreis, Vahdat, ICLR 2022): training pairs, losses, trainer,
-sampler.
+"""Training a Denoising Diffusion GAN (Xiao, Kreis, Vahdat, ICLR 2022): real pairs, losses, R1,
+the trainer, and :func:`train_ddgan` for FashionMNIST.
 
 DDGAN keeps a short Gaussian forward chain (T = 4 steps of the discrete VP schedule) and models
-each reverse step with a conditional GAN. The generator predicts a clean image,
-``x0_pred = G(x_t, t, z)`` with a fresh latent z, and the fake x_{t-1} is drawn from the
-posterior of the forward process around that prediction,
-
-    p_theta(x_{t-1} | x_t) = E_z q(x_{t-1} | x_t, x_0 = G(x_t, t, z)),
-
-so p_theta is a non-Gaussian (implicit) distribution although each draw is Gaussian given z.
-A time-conditioned discriminator D(x_{t-1}, x_t, t) tells real pairs from fake pairs.
+each reverse step with a conditional GAN: the generator of :mod:`ddgan_core.ddgan.sampler`, and a
+time-conditioned discriminator D(x_{t-1}, x_t, t) that tells real pairs from fake pairs.
 
 Indexing (0-based, as :mod:`ddgan_core.diffusion`): ``t`` runs over ``0 .. T-1``; ``betas[t]``
 is the step x_{t-1} -> x_t and ``x_{-1}`` is the data x_0. For a timestep t:
@@ -17,10 +11,7 @@ is the step x_{t-1} -> x_t and ``x_{-1}`` is the data x_0. For a timestep t:
 * real pair: x_{t-1} ~ q(x_{t-1} | x_0) (``q_sample`` at index t-1; the data itself at t = 0)
   and x_t ~ q(x_t | x_{t-1}) by one forward step (``q_step`` at index t);
 * fake pair: the same x_t and x'_{t-1} ~ q(x_{t-1} | x_t, G(x_t, t, z)), the posterior at
-  index t (``p_sample_from_x0``). At t = 0 the posterior is a point mass on the predicted x_0:
-  ``posterior_mean_coef2[0] = 0`` exactly (``1 - alphas_cumprod_prev[0] = 0``) and
-  ``posterior_mean_coef1[0] = beta_0 / (1 - (1 - beta_0)) = 1`` up to float64 rounding, with
-  zero variance, so the last sampling step returns G's x_0 prediction.
+  index t (:func:`~ddgan_core.ddgan.sampler.generator_posterior_sample`).
 
 Losses, the non-saturating form of the paper's eqs. (8)-(9) (eq. (9) of the seed text writes q
 where the generator's expectation is under p_theta):
@@ -36,10 +27,13 @@ batch), bf16 autocast on CUDA only. The same :class:`DDGANTrainer` trains the im
 (:func:`train_ddgan`) and the 2-D toy model (:mod:`ddgan_core.toy`).
 
 Stall watch. A DDGAN can sit at parity from the first steps: D(real) = D(fake), the D loss at
-2 ln 2 and R1 near zero, the generator undoing every step of a weak discriminator (DESIGN.md
-section 6). The history records the gap ``mean D(real) - mean D(fake)`` of every logging
-interval; :func:`stall_fraction` is the share of intervals at parity and ``train_ddgan`` warns
-when the first half of training is mostly at parity (late parity can be convergence).
+2 ln 2 and R1 near zero, the generator undoing every step of a weak discriminator. A globally
+pooled discriminator head is such a one: freshly initialised, it is close to a linear map of
+each image's mean intensity, which the generator matches within a few dozen steps, and the
+spatial features D would need never get a gradient (:mod:`ddgan_core.nets.discriminator`). The
+history records the gap ``mean D(real) - mean D(fake)`` of every logging interval;
+:func:`stall_fraction` is the share of intervals at parity and ``train_ddgan`` warns when the
+first half of training is mostly at parity (late parity can be convergence).
 """
 
 from __future__ import annotations
@@ -55,99 +49,48 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .diffusion import GaussianDiffusion, make_beta_schedule
-from .nets.discriminator import Discriminator
-from .nets.unet import UNet, count_parameters
-from .training import (
-    EMA,
+from ..checkpoint import (
+    DDGAN_CHECKPOINT,
     CheckpointError,
-    DivergenceError,
+    load_checkpoint,
+    require_format,
+    save_checkpoint,
+)
+from ..device import pick_device
+from ..diffusion import GaussianDiffusion
+from ..nets.discriminator import Discriminator
+from ..nets.unet import count_parameters
+from ..training import (
+    EMA,
     autocast_context,
     check_finite,
     check_weights_finite,
+    checkpoint_cadence,
     global_rng_state,
-    half_state_dict,
-    load_checkpoint,
-    pick_device,
-    remove_stale_temporaries,
-    save_checkpoint,
+    prepare_workdir,
+    restoring,
+    resume_state,
+    run_training_loop,
     set_global_rng_state,
     warmup_cosine,
 )
-
-__all__ = [
-    "ARCH_KEYS",
-    "CheckpointError",
-    "DDGANGenerator",
-    "DDGANTrainer",
-    "DivergenceError",
-    "LN4",
-    "d_loss",
-    "ddgan_sample",
-    "g_loss",
-    "generator_posterior_sample",
-    "load_generator",
-    "make_ddgan_diffusion",
-    "make_discriminator",
-    "make_generator",
-    "q_sample_pairs",
-    "r1_penalty",
-    "r1_weight",
-    "stall_fraction",
-    "train_ddgan",
-]
+from .sampler import (
+    GENERATOR_FILE,
+    IMAGE_SHAPE,
+    DDGANGenerator,
+    _arch,
+    generator_from_weights,
+    generator_posterior_sample,
+    make_ddgan_diffusion,
+    make_generator,
+    save_generator,
+)
 
 #: The D loss at parity (D(real) = D(fake) = 0): 2 ln 2.
 LN4 = 2.0 * math.log(2.0)
-#: Profile keys that fix the networks' shapes (a checkpoint must match them to resume).
-ARCH_KEYS = ("ddgan_timesteps", "ddgan_nz", "ddgan_channels", "ddgan_res_blocks",
-             "ddgan_d_channels", "ddgan_d_head")
-GENERATOR_FORMAT = "ddgan_core.generator_ema/1"
-CHECKPOINT_FORMAT = "ddgan_core.ddgan_checkpoint/1"
+#: Format tag of the resumable training state ``checkpoint.pt``.
+CHECKPOINT_FORMAT = DDGAN_CHECKPOINT
 ADAM_BETAS = (0.5, 0.9)
-IMAGE_SHAPE = (1, 28, 28)
-
-
-# --------------------------------------------------------------------------------------------
-# networks and the diffusion
-# --------------------------------------------------------------------------------------------
-
-
-class DDGANGenerator(nn.Module):
-    """G(x_t, t, z) = tanh(UNet(x_t, t, z)): the predicted x_0, bounded to [-1, 1]."""
-
-    def __init__(self, net: UNet):
-        super().__init__()
-        self.net = net
-        self.z_dim = net.z_dim
-
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.net(x_t, t, z))
-
-
-def _arch(config: Mapping[str, Any]) -> dict[str, Any]:
-    missing = [k for k in ARCH_KEYS if k not in config]
-    if missing:
-        raise ValueError(f"config lacks the DDGAN key(s) {missing}")
-    return {k: (list(config[k]) if isinstance(config[k], (list, tuple)) else config[k])
-            for k in ARCH_KEYS}
-
-
-def make_generator(config: Mapping[str, Any]) -> DDGANGenerator:
-    """The image generator: a UNet with ``z_dim = ddgan_nz``, channels ``ddgan_channels``,
-    ``ddgan_res_blocks`` blocks per level, attention at 7x7, and a tanh output."""
-    nz = int(config["ddgan_nz"])
-    if nz < 1:
-        raise ValueError(f"ddgan_nz={nz} must be >= 1 (DDGAN's generator takes a latent z)")
-    return DDGANGenerator(UNet(
-        channels=list(config["ddgan_channels"]),
-        num_res_blocks=int(config["ddgan_res_blocks"]),
-        attention_resolutions=(7,),
-        in_channels=IMAGE_SHAPE[0],
-        z_dim=nz,
-        dropout=0.0,
-        image_size=IMAGE_SHAPE[1],
-    ))
 
 
 def make_discriminator(config: Mapping[str, Any]) -> Discriminator:
@@ -155,11 +98,6 @@ def make_discriminator(config: Mapping[str, Any]) -> Discriminator:
     ``ddgan_d_head`` (``"flatten"`` or ``"mean"``, see :mod:`ddgan_core.nets.discriminator`)."""
     return Discriminator(channels=list(config["ddgan_d_channels"]), in_channels=IMAGE_SHAPE[0],
                          image_size=IMAGE_SHAPE[1], head=str(config["ddgan_d_head"]))
-
-
-def make_ddgan_diffusion(num_timesteps: int) -> GaussianDiffusion:
-    """DDGAN's forward process: the discrete VP schedule with ``num_timesteps`` steps."""
-    return GaussianDiffusion(make_beta_schedule("vp", num_timesteps))
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,24 +129,6 @@ def q_sample_pairs(
     x_prev = torch.where(is_data, x0, x_prev)
     x_t = diffusion.q_step(x_prev, t, noise=_randn(x0.shape, gen, x0))
     return x_prev, x_t
-
-
-def generator_posterior_sample(
-    generator: nn.Module,
-    diffusion: GaussianDiffusion,
-    x_t: torch.Tensor,
-    t: torch.Tensor,
-    z: torch.Tensor,
-    noise: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Draw x'_{t-1} ~ p_theta(x_{t-1} | x_t) = q(x_{t-1} | x_t, x_0 = G(x_t, t, z)).
-
-    Returns ``(x_prev, x0_pred)`` in float32; differentiable in G's parameters. No clipping
-    (the image generator is already bounded by its tanh); no noise where t = 0.
-    """
-    x0_pred = generator(x_t, t, z).float()
-    x_prev = diffusion.p_sample_from_x0(x0_pred, x_t.float(), t, noise=noise, clip=False)
-    return x_prev, x0_pred
 
 
 def d_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
@@ -506,25 +426,30 @@ def train_ddgan(
     workdir: str | Path,
     device: str | torch.device | None = None,
     progress: bool = True,
-    max_seconds: float | None = None,
     data: torch.Tensor | None = None,
     *,
     stop_after: int | None = None,
-    log_every: int | None = None,
     checkpoint_every: int | None = None,
+    log_every: int | None = None,
+    max_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Train a DDGAN on FashionMNIST (or ``data``) from the ``ddgan_*`` keys of ``config``.
 
     Checkpoints go to ``workdir/checkpoint.pt`` every ``checkpoint_every`` steps (default: the
-    config's ``ddgan_checkpoint_every``; the cadence is not part of a run's identity) (and when
-    stopping early); an existing checkpoint is resumed (its network shapes, ``ARCH_KEYS``, must
-    match ``config``; learning rates, step counts etc. may change). ``max_seconds`` (wall time
-    of this call) and ``stop_after`` (steps of this call) stop early with a checkpoint and
-    ``finished = False``. When all ``ddgan_train_steps`` are done, ``workdir/generator_ema.pt``
-    holds the EMA generator in fp16 with the configuration needed by :func:`load_generator`.
+    config's ``ddgan_checkpoint_every``, 0 for none; the cadence is not part of a run's
+    identity), at the end and when stopping early; an existing checkpoint is resumed (its
+    network shapes, ``ARCH_KEYS``, must match ``config``; learning rates, step counts etc. may
+    change) and kept after the end. Early stops (``stop_after``: at that step of the run,
+    counting the steps of earlier calls; ``max_seconds``: after that long in this call) are
+    those of :func:`~ddgan_core.training.run_training_loop`, as in DDPM's trainer: they leave a
+    checkpoint and return ``finished = False``. A history entry is logged every
+    ``log_every`` steps (default: the config's ``ddgan_log_every``, else
+    ``min(50, steps // 50)``). When all ``ddgan_train_steps`` are done,
+    ``workdir/generator_ema.safetensors`` holds the EMA generator in fp16 with the configuration
+    needed by :func:`~ddgan_core.ddgan.load_generator`.
 
     Raises :class:`~ddgan_core.training.DivergenceError` on NaN/inf or |loss| > 1e4 (the last
-    checkpoint is kept) and :class:`~ddgan_core.training.CheckpointError` for a bad checkpoint.
+    checkpoint is kept) and :class:`~ddgan_core.checkpoint.CheckpointError` for a bad checkpoint.
     Returns metrics: ``train_steps``, ``images_seen`` (real images shown to D, ``d_steps`` batches
     per step), ``wall_time_s`` (all calls), ``images_per_s`` (this call), the final interval's
     ``loss_d``, ``loss_g``, ``r1``, ``d_real``, ``d_fake``, ``gap``, ``stall_fraction`` (whole run)
@@ -532,17 +457,12 @@ def train_ddgan(
     ``finished``.
     """
     device = pick_device(device)
-    workdir = Path(workdir)
-    if workdir.exists() and not workdir.is_dir():
-        raise ValueError(f"workdir {workdir} is a file; give a folder to train into")
-    workdir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(workdir)
+    workdir = prepare_workdir(workdir)
     arch = _arch(config)
     seed = int(config.get("seed", 0))
     total = int(config["ddgan_train_steps"])
     batch_size = int(config["ddgan_batch_size"])
-    every_ckpt = max(1, int(config.get("ddgan_checkpoint_every", 0) or 0)
-                     if checkpoint_every is None else int(checkpoint_every))
+    every_ckpt = checkpoint_cadence(checkpoint_every, config, "ddgan_checkpoint_every")
     log_every = int(log_every or config.get("ddgan_log_every", 0) or _log_every(total))
 
     torch.manual_seed(seed)
@@ -562,7 +482,7 @@ def train_ddgan(
         seed=seed,
     )
     if data is None:
-        from .data import load_fashion_mnist
+        from ..data import load_fashion_mnist
 
         data = load_fashion_mnist("train")[0]
     data = _check_data(data).to(device)
@@ -571,34 +491,54 @@ def train_ddgan(
     ckpt_path = workdir / "checkpoint.pt"
     history: list[dict[str, float]] = []
     wall_before = 0.0
-    images_seen = 0
-    if ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, map_location=device)
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+    images = {"seen": 0, "this_call": 0}
+    state = resume_state(ckpt_path, CHECKPOINT_FORMAT, "a DDGAN training checkpoint", device)
+    if state is not None:
+        if state.get("arch") != arch:
             raise CheckpointError(
-                f"{ckpt_path} is not a DDGAN training checkpoint; train into another folder or "
-                "delete it to start afresh"
+                f"{ckpt_path} was written for networks {state.get('arch')} but the config asks "
+                f"for {arch}; delete it or use a fresh workdir"
             )
-        if state["arch"] != arch:
-            raise CheckpointError(
-                f"{ckpt_path} was written for networks {state['arch']} but the config asks for "
-                f"{arch}; delete it or use a fresh workdir"
-            )
-        try:
+        with restoring(ckpt_path, "the networks"):
             trainer.load_state_dict(state["trainer"])
-        except (KeyError, RuntimeError, ValueError) as err:
-            raise CheckpointError(f"{ckpt_path} does not fit the networks ({err})") from err
         data_gen.set_state(state["data_rng"].cpu())
         set_global_rng_state(state.get("global_rng"), device)
         history = list(state["history"])
         wall_before = float(state["wall_time_s"])
-        images_seen = int(state["images_seen"])
+        images["seen"] = int(state["images_seen"])
 
     probe = _probe_batch(data, diffusion, int(config["ddgan_nz"]), device)
+    n_data, n_img = data.shape[0], batch_size * trainer.d_steps
+    check_each_step = device.type == "cpu"
+    logger = HistoryLogger(device)
+    lr_factor = [trainer.lr_factor()]
 
-    def save(wall: float) -> None:
+    def next_batch() -> torch.Tensor:
+        idx = torch.randint(0, n_data, (batch_size,), generator=data_gen)
+        return data[idx.to(device)]
+
+    def train_step() -> int:
+        lr_factor[0] = trainer.lr_factor()
+        stats = trainer.train_step(next_batch)
+        images["seen"] += n_img
+        images["this_call"] += n_img
+        logger.add(stats, n_img)
+        if check_each_step:
+            values = stats.tolist()
+            check_finite(trainer.step, {"loss_d": values[0], "loss_g": values[1]})
+        return trainer.step
+
+    def log(step: int) -> dict[str, str]:
+        entry = logger.entry(step, lr_factor[0], trainer.lr_g, trainer.lr_d)
+        history.append(entry)
+        return {"loss_d": f"{entry['loss_d']:.3f}", "loss_g": f"{entry['loss_g']:.3f}",
+                "gap": f"{entry['gap']:.3f}"}
+
+    def save(step: int, seconds: float) -> None:
+        if logger.steps:
+            logger.check(step)
         networks = {"G": trainer.G, "D": trainer.D, "G_ema": trainer.ema.model}
-        check_weights_finite(trainer.step, networks,
+        check_weights_finite(step, networks,
                              probe_logits(trainer.G, trainer.D, diffusion, *probe))
         save_checkpoint(ckpt_path, {
             "format": CHECKPOINT_FORMAT,
@@ -607,79 +547,25 @@ def train_ddgan(
             "data_rng": data_gen.get_state(),
             "global_rng": global_rng_state(device),
             "history": history,
-            "wall_time_s": wall,
-            "images_seen": images_seen,
+            "wall_time_s": wall_before + seconds,
+            "images_seen": images["seen"],
         })
 
-    n_data = data.shape[0]
-
-    def next_batch() -> torch.Tensor:
-        idx = torch.randint(0, n_data, (batch_size,), generator=data_gen)
-        return data[idx.to(device)]
-
-    check_each_step = device.type == "cpu"
-    logger = HistoryLogger(device)
-    start = time.perf_counter()
-    start_step = trainer.step
-    images_this_call = 0
-    finished = trainer.step >= total
-    bar = None
-    if progress and not finished:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, initial=trainer.step, desc="DDGAN", unit="step",
-                   dynamic_ncols=True)
-    try:
-        while trainer.step < total:
-            lr_factor = trainer.lr_factor()
-            stats = trainer.train_step(next_batch)
-            n_img = batch_size * trainer.d_steps
-            images_seen += n_img
-            images_this_call += n_img
-            logger.add(stats, n_img)
-            step = trainer.step
-            if check_each_step:
-                values = stats.tolist()
-                check_finite(step, {"loss_d": values[0], "loss_g": values[1]})
-            if step % log_every == 0 or step == total:
-                entry = logger.entry(step, lr_factor, trainer.lr_g, trainer.lr_d)
-                history.append(entry)
-                if bar is not None:
-                    bar.set_postfix(loss_d=f"{entry['loss_d']:.3f}",
-                                    loss_g=f"{entry['loss_g']:.3f}", gap=f"{entry['gap']:.3f}")
-            if bar is not None:
-                bar.update(1)
-            elapsed = time.perf_counter() - start
-            out_of_time = max_seconds is not None and elapsed >= max_seconds
-            stop = stop_after is not None and step - start_step >= stop_after
-            if step % every_ckpt == 0 or step == total or out_of_time or stop:
-                if logger.steps:
-                    logger.check(step)
-                save(wall_before + elapsed)
-            if out_of_time or stop:
-                break
-    finally:
-        if bar is not None:
-            bar.close()
-    elapsed = time.perf_counter() - start
-    finished = trainer.step >= total
-
-    if finished:
-        G_ema = trainer.ema.model
-        save_checkpoint(workdir / "generator_ema.pt", {
-            "format": GENERATOR_FORMAT,
-            "state_dict": half_state_dict(G_ema),
-            "config": arch,
-            "train_steps": trainer.step,
-        })
+    end = run_training_loop(
+        train_step, save, log, start=trainer.step, total=total, desc="DDGAN", progress=progress,
+        log_every=log_every, checkpoint_every=every_ckpt, stop_after=stop_after,
+        max_seconds=max_seconds,
+    )
+    if end.finished:
+        save_generator(workdir / GENERATOR_FILE, trainer.ema.model, config, trainer.step)
 
     early = history[: max(1, len(history) // 2)]
     metrics: dict[str, Any] = {
         "train_steps": trainer.step,
-        "finished": finished,
-        "images_seen": images_seen,
-        "wall_time_s": wall_before + elapsed,
-        "images_per_s": images_this_call / elapsed if images_this_call else 0.0,
+        "finished": end.finished,
+        "images_seen": images["seen"],
+        "wall_time_s": wall_before + end.seconds,
+        "images_per_s": images["this_call"] / end.seconds if images["this_call"] else 0.0,
         "device": str(device),
         "generator_parameters": count_parameters(trainer.G),
         "discriminator_parameters": count_parameters(trainer.D),
@@ -690,12 +576,14 @@ def train_ddgan(
     last = history[-1] if history else {}
     for key in ("loss_d", "loss_g", "r1", "d_real", "d_fake", "gap"):
         metrics[key] = last.get(key, float("nan"))
-    if finished and len(early) >= 5 and metrics["stall_fraction_early"] > 0.5:
+    if end.finished and len(early) >= 5 and metrics["stall_fraction_early"] > 0.5:
         warnings.warn(
             f"DDGAN training looks stalled: in {metrics['stall_fraction_early']:.0%} of the "
             "first half's logging intervals D(real) = D(fake) and the D loss sits at 2 ln 2. "
-            "Use ddgan_d_head=flatten, raise ddgan_d_steps or lower ddgan_lr_g "
-            "(DESIGN.md section 6; the DDGAN chapter's discriminator-head ablation).",
+            "Use ddgan_d_head=flatten (a mean-pooled discriminator sees little more than each "
+            "image's mean intensity, which the generator matches within a few dozen steps), "
+            "raise ddgan_d_steps or lower ddgan_lr_g; the DDGAN chapter's discriminator-head "
+            "ablation shows the two heads side by side.",
             RuntimeWarning, stacklevel=2,
         )
     return metrics
@@ -733,95 +621,31 @@ def probe_logits(G: nn.Module, D: nn.Module, diffusion: GaussianDiffusion, x_t: 
             "probe_logit": float(logits.abs().max())}
 
 
-def load_generator(path: str | Path, device: str | torch.device | None = None) -> DDGANGenerator:
-    """Rebuild the EMA generator saved by :func:`train_ddgan` (fp16 on disk, fp32 in memory).
-
-    The returned module carries ``arch``, the stored :data:`ARCH_KEYS` values (``ddgan_timesteps``
-    and ``ddgan_nz`` are what sampling needs).
-
-    Raises ``FileNotFoundError`` for a missing file and
-    :class:`~ddgan_core.training.CheckpointError` for a corrupt or mismatched one.
-    """
-    device = pick_device(device)
-    state = load_checkpoint(path, map_location="cpu")
-    if not isinstance(state, dict) or state.get("format") != GENERATOR_FORMAT:
-        raise CheckpointError(
-            f"{path} is not a DDGAN generator file (expected format {GENERATOR_FORMAT!r}); "
-            "train_ddgan writes one as generator_ema.pt"
-        )
-    try:
-        config = state["config"]
-        G = make_generator(config)
-        weights = {k: v.float() if v.is_floating_point() else v
-                   for k, v in state["state_dict"].items()}
-        G.load_state_dict(weights)
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        raise CheckpointError(
-            f"{path} does not describe a loadable DDGAN generator ({type(err).__name__}: {err})"
-        ) from err
-    G.arch = dict(config)  # the ARCH_KEYS values: T and nz for sampling
-    return G.to(device).eval().requires_grad_(False)
-
-
 # --------------------------------------------------------------------------------------------
-# sampling
+# what an unfinished run in a workdir holds
 # --------------------------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def ddgan_sample(
-    generator: nn.Module,
-    diffusion: GaussianDiffusion,
-    n: int,
-    nz: int,
-    seed: int = 0,
-    batch_size: int = 256,
-    device: str | torch.device | None = None,
-    *,
-    shape: Sequence[int] = IMAGE_SHAPE,
-    return_chain: bool = False,
-    clamp: bool = True,
-):
-    """Draw ``n`` samples with the DDGAN reverse chain; returns ``(samples, nfe)``.
+def _training_state(workdir: str | Path, device: str | torch.device = "cpu") -> dict:
+    """The DDGAN training state ``workdir/checkpoint.pt`` (format checked)."""
+    path = Path(workdir) / "checkpoint.pt"
+    return require_format(load_checkpoint(path, device), CHECKPOINT_FORMAT, path,
+                          "a DDGAN training checkpoint")
 
-    Per batch: x ~ N(0, I) plays x_{T-1} (abar_{T-1} = 4.3e-5 for the VP schedule); for
-    t = T-1 .. 0 a fresh z ~ N(0, I), ``x0 = G(x, t, z)`` and x <- a draw from
-    q(x_{t-1} | x, x0), without noise at t = 0, where the posterior is the point mass on x0 (so
-    the result is G's last x_0 prediction). ``nfe = T`` generator calls per sample. Samples are
-    float32 on the CPU, clamped to [-1, 1] when ``clamp``; deterministic for a ``seed`` on a
-    given device (batches are drawn in order from one generator seeded with ``seed``).
-    ``return_chain=True`` returns ``(samples, nfe, chain)`` with chain [T + 1, n, ...]: the
-    starting noise then the state after each step.
-    """
-    if n < 1 or batch_size < 1:
-        raise ValueError(f"n={n} and batch_size={batch_size} must be >= 1")
+
+def trained_steps(workdir: str | Path) -> int:
+    """Generator steps done by the DDGAN run in ``workdir`` (0 when it has no checkpoint)."""
+    if not (Path(workdir) / "checkpoint.pt").exists():
+        return 0
+    return int(_training_state(workdir)["trainer"]["step"])
+
+
+def ema_generator_from_checkpoint(workdir: str | Path,
+                                  device: str | torch.device | None = None) -> DDGANGenerator:
+    """The EMA generator of the DDGAN training state in ``workdir`` (for evaluating a run
+    before it finishes; the finished one is in ``generator_ema.safetensors``), fp32, eval
+    mode, with ``arch`` like :func:`~ddgan_core.ddgan.load_generator`'s."""
     device = pick_device(device)
-    shape = tuple(int(s) for s in shape)
-    T = diffusion.num_timesteps
-    gen = torch.Generator(device=device)
-    gen.manual_seed(int(seed))
-    was_training = generator.training
-    generator.eval()
-    outputs, chains = [], []
-    try:
-        for start in range(0, n, batch_size):
-            b = min(batch_size, n - start)
-            x = torch.randn((b, *shape), generator=gen, device=device)
-            chain = [x.cpu()] if return_chain else None
-            for i in reversed(range(T)):
-                t = torch.full((b,), i, device=device, dtype=torch.long)
-                z = torch.randn(b, nz, generator=gen, device=device)
-                noise = torch.randn((b, *shape), generator=gen, device=device)
-                with autocast_context(device):
-                    x, _ = generator_posterior_sample(generator, diffusion, x, t, z, noise)
-                if chain is not None:
-                    chain.append(x.cpu())
-            outputs.append((x.clamp(-1.0, 1.0) if clamp else x).cpu())
-            if chain is not None:
-                chains.append(torch.stack(chain))
-    finally:
-        generator.train(was_training)
-    samples = torch.cat(outputs)
-    if return_chain:
-        return samples, T, torch.cat(chains, dim=1)
-    return samples, T
+    state = _training_state(workdir, device)
+    with restoring(Path(workdir) / "checkpoint.pt", "the networks it names"):
+        return generator_from_weights(state["arch"], state["trainer"]["ema"], device)

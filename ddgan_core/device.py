@@ -1,0 +1,63 @@
+"""Where computations run: the one place that picks a device, describes it and waits for it.
+
+- :func:`default_device` / :func:`pick_device`: CUDA when available, else the CPU; an explicit
+  CUDA device on a machine without one is an error naming the fix.
+- :func:`device_description`: ``"cuda:<GPU name>"`` or ``"cpu:<CPU model>"``, the form result
+  manifests record under ``device``; :func:`device_name` is the part after the colon.
+- :func:`synchronize`: wait for queued GPU work, so that a timer measures the work itself.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import torch
+
+__all__ = ["default_device", "device_description", "device_name", "pick_device", "synchronize"]
+
+
+def default_device() -> str:
+    """``"cuda"`` when a GPU is available, else ``"cpu"``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` if given, else :func:`default_device`; refuses CUDA where there is none."""
+    if device is None:
+        return torch.device(default_device())
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device} requested but CUDA is not available; use 'cpu'")
+    return device
+
+
+def device_description(device: str | torch.device | None = None) -> str:
+    """``"cuda:<GPU name>"`` or ``"cpu:<CPU model>"`` of ``device`` (default: the picked one)."""
+    device = torch.device(device or default_device())
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"cpu:{_cpu_model()}"
+
+
+def device_name(device: str | torch.device | None = None) -> str:
+    """The GPU's name, or the CPU model: :func:`device_description` without its type prefix."""
+    return device_description(device).split(":", 1)[1]
+
+
+def _cpu_model() -> str:
+    """The ``model name`` of ``/proc/cpuinfo``, else what :mod:`platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def synchronize(device: str | torch.device) -> None:
+    """Wait for queued CUDA work on ``device`` (a no-op on CPU); bracket every timing with it."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
