@@ -11,6 +11,9 @@ output and is renamed into place only on success: a failing notebook stops the r
 build, prints the notebook, the cell and the error, keeps the last good executed notebook and
 leaves the partial one as ``book/executed/<name>.failed.ipynb`` (git-ignored, never rendered).
 On a terminal papermill shows a progress bar of the cells; otherwise one line per chapter.
+
+The module is also the book's Sphinx extension (:func:`setup`): it serves MathJax from the book
+itself, so formulas render offline, and points the chapters' buttons at their sources.
 """
 
 from __future__ import annotations
@@ -219,7 +222,11 @@ def copy_book_sources(destination: Path, root: Path | None = None) -> Path:
 
 
 def build_book(book_dir: Path, strict: bool = True) -> Path:
-    """Run ``jupyter-book build`` (``-W -n --keep-going`` when strict); returns the HTML folder."""
+    """Run ``jupyter-book build`` (``-W -n --keep-going`` when strict); returns the HTML folder.
+
+    The book serves MathJax itself (see :func:`setup`), so the local MathJax package must be
+    there; without it this fails at once, before Sphinx starts."""
+    mathjax_package()
     executable = Path(sys.executable).with_name("jupyter-book")
     command = [str(executable) if executable.exists() else "jupyter-book", "build", str(book_dir)]
     if strict:
@@ -287,6 +294,123 @@ def run(
     if not build:
         return book_dir / "_build" / "html"
     return build_book(book_dir)
+
+
+# --- The Sphinx extension of the book (``sphinx: extra_extensions`` in _config.yml) ----------
+#
+# 1. MathJax offline: ``mathjax_path`` in _config.yml is relative (``mathjax/tex-mml-chtml.js``,
+#    relative to ``_static``), and the parts of the ``mathjax`` npm package that the page needs
+#    (the combined component, the TeX extensions it may autoload, the CHTML fonts, the menu and
+#    accessibility parts) are copied into ``_build/html/_static/mathjax/``, so the built pages
+#    typeset their formulas from ``file://`` with no network.
+# 2. Chapters: the executed notebook (``book/executed/<name>.ipynb``) is not in the repository;
+#    its source is ``notebooks/<name>.py`` (jupytext) paired with ``notebooks/<name>.ipynb``. The
+#    edit button points at the jupytext source, Binder and Colab open the paired notebook, and the
+#    download menu offers the jupytext source beside the executed notebook.
+
+MATHJAX_VERSION = "3.2.2"
+MATHJAX_INSTALL = f"npm install --prefix .cache/mathjax mathjax@{MATHJAX_VERSION}"
+MATHJAX_PARTS = ("tex-mml-chtml.js", "input", "output/chtml", "ui", "a11y", "sre")
+
+
+def mathjax_package(root: Path | None = None) -> Path:
+    """The ``mathjax`` npm package to serve: ``$MATHJAX_DIR`` or ``.cache/mathjax``'s copy."""
+    root = root or repo_root()
+    candidates = [os.environ.get("MATHJAX_DIR"),
+                  root / ".cache" / "mathjax" / "node_modules" / "mathjax"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "es5" / "tex-mml-chtml.js").is_file():
+            return Path(candidate)
+    raise FileNotFoundError(
+        f"MathJax {MATHJAX_VERSION} not found (the book serves it to read offline): run "
+        f"`{MATHJAX_INSTALL}` (make book does), or set MATHJAX_DIR to a mathjax package folder")
+
+
+def copy_mathjax(destination: Path, package: Path | None = None) -> Path:
+    """Copy what the book's pages need of the MathJax package into ``destination``."""
+    package = package or mathjax_package()
+    for part in MATHJAX_PARTS:
+        source = package / "es5" / part
+        target = destination / part
+        if source.is_dir():
+            shutil.copytree(source, target, dirs_exist_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    if (package / "LICENSE").is_file():
+        shutil.copy2(package / "LICENSE", destination / "LICENSE")
+    return destination
+
+
+def _install_mathjax(app: Any) -> None:
+    """``builder-inited``: serve MathJax from ``_static`` when ``mathjax_path`` is relative."""
+    from sphinx.errors import ExtensionError
+
+    path = str(getattr(app.config, "mathjax_path", "") or "")
+    if app.builder.format != "html" or not path or "://" in path or path.startswith("/"):
+        return
+    try:
+        package = mathjax_package()
+    except FileNotFoundError as err:
+        raise ExtensionError(str(err)) from None
+    copy_mathjax(Path(app.outdir) / "_static" / Path(path).parent, package)
+
+
+def _walk_buttons(buttons: list[dict], group: str = "") -> Any:
+    for button in buttons:
+        yield group, button
+        if button.get("type") == "group":
+            yield from _walk_buttons(button.get("buttons", []), button.get("label", ""))
+
+
+def _chapter_buttons(app: Any, pagename: str, templatename: str, context: dict,
+                     doctree: Any) -> None:
+    """``html-page-context`` (after sphinx-book-theme): chapter buttons point at the sources."""
+    if Path(pagename).parent != EXECUTED:
+        return
+    name = Path(pagename).name
+    jupytext_source = repo_root() / "notebooks" / f"{name}.py"
+    executed, source, paired = (f"{pagename}.ipynb", f"notebooks/{name}.py",
+                                f"notebooks/{name}.ipynb")
+    buttons = context.get("header_buttons") or []
+    for group, button in _walk_buttons(buttons):
+        url = button.get("url")
+        if not isinstance(url, str) or executed not in url or group == "download-buttons":
+            continue
+        # Binder and Colab open the paired notebook; edit and view the jupytext source
+        button["url"] = url.replace(executed, paired if group == "launch-buttons" else source)
+    edit = context.get("get_edit_provider_and_url")
+    if callable(edit):
+        def edit_source() -> tuple[str, str]:
+            provider, url = edit()
+            return provider, url.replace(executed, source)
+
+        context["get_edit_provider_and_url"] = edit_source
+    if not jupytext_source.is_file():
+        return
+    target = Path(app.outdir) / "_sources" / source
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(jupytext_source, target)
+    for button in buttons:
+        if button.get("label") == "download-buttons":
+            for item in button["buttons"]:
+                if str(item.get("url", "")).endswith(executed):
+                    item["tooltip"] = "Download the executed notebook (with its outputs)"
+            button["buttons"].insert(1, {
+                "type": "link",
+                "url": f"{context['pathto']('_sources', 1)}/{source}",
+                "text": ".py",
+                "tooltip": "Download the notebook's source (jupytext percent format)",
+                "icon": "fas fa-file-code",
+                "label": "download-jupytext-button",
+            })
+
+
+def setup(app: Any) -> dict[str, Any]:
+    """Sphinx extension: MathJax served by the book, chapter buttons on the sources."""
+    app.connect("builder-inited", _install_mathjax)
+    app.connect("html-page-context", _chapter_buttons, priority=900)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,8 +41,9 @@ def glued_values(notebook_path: Path) -> dict[str, Any]:
             data = {key.rsplit("/", 2)[-2] + "/" + key.rsplit("/", 1)[-1]: value
                     for key, value in output.get("data", {}).items()}
             text = data.get("text/plain")
-            if "image/png" in data or text is None:
-                values[name] = "<figure>" if "image/png" in data else None
+            figure = any(k.startswith("image/") or k == "text/html" for k in data)
+            if figure or text is None:
+                values[name] = "<figure>" if figure else None
                 continue
             text = "".join(text) if isinstance(text, list) else text
             values[name] = _parse_number(text)

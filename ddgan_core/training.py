@@ -145,8 +145,10 @@ class TrainingPaused(RuntimeError):
 def progress_bar(iterable: Iterable | None = None, *, total: int | None = None, desc: str,
                  enabled: bool = True, **options: Any):
     """A tqdm bar that clears itself when done (``leave=False``) and shows only on a terminal:
-    disabled when ``enabled`` is false or stderr is not a terminal (tqdm's ``disable=None``)."""
-    from tqdm.auto import tqdm
+    disabled when ``enabled`` is false or stderr is not a terminal (tqdm's ``disable=None``).
+    The plain text bar, not ``tqdm.auto``: in a notebook kernel without ipywidgets the widget bar
+    prints a warning into the executed chapter."""
+    from tqdm import tqdm
 
     return tqdm(iterable, total=total, desc=desc, leave=False,
                 disable=None if enabled else True, dynamic_ncols=True, **options)

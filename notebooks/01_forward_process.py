@@ -16,6 +16,28 @@
 # %% [markdown]
 # # Data and the forward process
 #
+# ````{admonition} Rerun this chapter
+# :class: tip
+#
+# This page shows the {glue:text}`chapter_profile` profile (its parameters:
+# `python -m ddgan_core profiles`). To
+# execute it again, alone, with a profile key changed, or over a grid of values (every
+# parameter of a chapter is a profile key):
+#
+# ```bash
+# python -m ddgan_core book --profile cpu --only 01_forward_process
+# papermill notebooks/01_forward_process.ipynb out.ipynb \
+#     -p profile cpu -p forward_timesteps 200
+# python -m ddgan_core sweep notebooks/01_forward_process \
+#     -p forward_timesteps 100 1000 --profile cpu
+# ```
+#
+# **Cost.** The dataset statistics were {glue:text}`stats_source` (computing them took
+# {glue:text}`stats_seconds:.1f` s on {glue:text}`stats_device`); the figures are drawn from the
+# data each time. Executing this page took {glue:text}`chapter_seconds:.0f` s on
+# {glue:text}`chapter_device`. Nothing here uses a GPU, and one would not make it faster.
+# ````
+#
 # Every model in this book learns to undo one fixed process: the forward diffusion that turns a
 # FashionMNIST image into Gaussian noise {cite:p}`sohldickstein2015deep,ho2020ddpm`. This chapter
 # looks at the data, then at what the forward process does to it under the three noise schedules
@@ -23,13 +45,15 @@
 # {cite:t}`nichol2021improved`, and the short discrete variance-preserving (VP) schedule of
 # Denoising Diffusion GAN {cite:p}`xiao2022ddgan`.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "cpu"
 seed = None
 forward_timesteps = None
 forward_vp_timesteps = None
 
-# %% tags=["remove-cell"]
+# %% tags=["hide-cell"]
+import time
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -38,12 +62,22 @@ from myst_nb import glue
 from ddgan_core.data import CLASS_NAMES, load_fashion_mnist
 from ddgan_core.diffusion import GaussianDiffusion, make_beta_schedule
 from ddgan_core.experiments import dataset_statistics
-from ddgan_core.plotting import BOOK_STYLE, show_grid
+from ddgan_core.plotting import (
+    cost,
+    device_label,
+    figure_png,
+    machine_label,
+    provenance,
+    show_grid,
+    use_book_style,
+)
 from ddgan_core.profiles import get_profile, overrides_from
 
+chapter_start = time.perf_counter()
 cfg = get_profile(profile, **overrides_from(globals()))  # every profile key papermill passed
 torch.manual_seed(cfg["seed"])
-plt.rcParams.update(BOOK_STYLE)
+use_book_style()  # line plots as SVG; image grids are glued as high-resolution PNG
+glue("chapter_profile", cfg["profile"], display=False)
 
 # %% [markdown]
 # ## FashionMNIST
@@ -53,27 +87,32 @@ plt.rcParams.update(BOOK_STYLE)
 # checks their MD5 sums; the statistics below are computed from them and stored in the result
 # cache.
 
-# %% tags=["remove-cell"]
+# %% tags=["hide-input"]
 stats = dataset_statistics(cfg)
 train_stats, test_stats = stats.metrics["train"], stats.metrics["test"]
 glue("n_train", int(train_stats["n_images"]), display=False)
 glue("n_test", int(test_stats["n_images"]), display=False)
 glue("pixel_mean", float(train_stats["pixel_mean"]), display=False)
 glue("pixel_std", float(train_stats["pixel_std"]), display=False)
-glue("min_class_count", int(min(train_stats["class_counts"])), display=False)
-glue("max_class_count", int(max(train_stats["class_counts"])), display=False)
-glue("stats_provenance", stats.provenance(), display=False)
+for split, split_stats in (("train", train_stats), ("test", test_stats)):
+    counts = set(split_stats["class_counts"])  # the official splits are exactly balanced
+    assert len(counts) == 1, f"{split}: class counts {sorted(counts)} differ from the official"
+    glue(f"{split}_per_class", int(counts.pop()), display=False)
+glue("stats_provenance", provenance(stats), display=False)
+glue("stats_seconds", float(stats.manifest["wall_time_s"]), display=False)
+glue("stats_device", device_label(stats.manifest), display=False)
+glue("stats_source", cost([stats])["source"], display=False)
 
 # %% [markdown]
 # The training split holds {glue:text}`n_train:,d` images and the test split
-# {glue:text}`n_test:,d`. Its classes are balanced: every class has between
-# {glue:text}`min_class_count:,d` and {glue:text}`max_class_count:,d` training images. Pixel
+# {glue:text}`n_test:,d`. Its classes are balanced: {glue:text}`train_per_class:,d` training and
+# {glue:text}`test_per_class:,d` test images per class. Pixel
 # intensities in [0, 1] have mean {glue:text}`pixel_mean:.4f` and standard deviation
 # {glue:text}`pixel_std:.4f`: most of each image is black background. The models see pixels
 # rescaled to [-1, 1]. (Statistics from the result cache:
 # {glue:text}`stats_provenance`.)
 
-# %% tags=["remove-input"]
+# %% tags=["hide-input"]
 images, labels = load_fashion_mnist("train")
 per_class = cfg["forward_examples"]
 generator = torch.Generator().manual_seed(cfg["seed"])
@@ -87,8 +126,7 @@ show_grid(torch.cat(rows), nrow=per_class, ax=ax)
 for c, name in enumerate(CLASS_NAMES):
     ax.text(-4, 2 + 30 * c + 14, name, ha="right", va="center", fontsize=8)
 fig.tight_layout()
-glue("fig_classes", fig, display=False)
-plt.close(fig)
+glue("fig_classes", figure_png(fig), display=False)  # a sample grid: PNG at twice the dpi
 
 # %% [markdown]
 # ```{glue:figure} fig_classes
@@ -142,7 +180,7 @@ plt.close(fig)
 #   $\tau_i = \tfrac{i}{T}(1-10^{-3}) + 10^{-3}$. Denoising Diffusion GAN uses it with as few as
 #   $T = 4$ steps, each of which removes a large share of the noise.
 
-# %% tags=["remove-cell"]
+# %% tags=["hide-input"]
 T = cfg["forward_timesteps"]
 T_vp = cfg["forward_vp_timesteps"]
 schedules = {
@@ -169,14 +207,16 @@ for label, key in (("linear", f"linear (T={T})"), ("cosine", f"cosine (T={T})"))
 # and {glue:text}`cosine_abar_T:.1e` for cosine (with $T = $ {glue:text}`T`), so $x_T$ is standard
 # normal to a very good approximation in all three.
 
-# %% tags=["remove-input"]
+# %% tags=["hide-input"]
 x0 = images[torch.randperm(len(images), generator=generator)[: cfg["forward_examples"]]]
 noise = torch.randn(x0.shape, generator=generator)
 fractions = [0.0, 0.1, 0.25, 0.5, 0.75, 1.0]
+columns_shown = {}
 fig, axes = plt.subplots(3, 1, figsize=(len(fractions) * 1.1 + 1, 3 * (len(x0) * 0.55 + 0.6)))
 for ax, (name, diffusion) in zip(axes, schedules.items()):
     steps = sorted({min(diffusion.num_timesteps - 1, round(f * diffusion.num_timesteps))
                     for f in fractions})
+    columns_shown[name] = len(steps)
     columns = [x0]
     for step in steps:
         t = torch.full((len(x0),), step, dtype=torch.long)
@@ -188,16 +228,19 @@ for ax, (name, diffusion) in zip(axes, schedules.items()):
     for j, tick in enumerate(ticks):
         ax.text(2 + 30 * j + 14, 30 * len(x0) + 12, tick, ha="center", va="top", fontsize=7)
 fig.tight_layout()
-glue("fig_noising", fig, display=False)
-plt.close(fig)
+glue("fig_noising", figure_png(fig), display=False)
+glue("vp_noising_columns", int(columns_shown[f"VP (T={T_vp})"]), display=False)
 
 # %% [markdown]
 # ```{glue:figure} fig_noising
 # :name: fig-noising
 #
 # Samples of $q(x_t \mid x_0)$ {eq}`eq-forward-marginal` for the same images and the same noise
-# $\varepsilon$ under each schedule. Columns: the clean image, then $x_t$ at about 0, 10, 25, 50,
-# 75 and 100 % of the chain (paper numbering, $t = 1..T$).
+# $\varepsilon$ under each schedule; the step $t$ (paper numbering, $t = 1..T$) is printed under
+# every column. Linear and cosine ($T = $ {glue:text}`T`): the clean image, then $x_t$ at about
+# 0, 10, 25, 50, 75 and 100 % of the chain. VP ($T = $ {glue:text}`T_vp`): the chain is too
+# short for those fractions, so its panel shows the clean image and its
+# {glue:text}`vp_noising_columns` distinct steps.
 # ```
 #
 # The linear schedule has erased most of the image by a quarter of its chain: its SNR drops
@@ -207,7 +250,7 @@ plt.close(fig)
 # {glue:text}`cosine_frac_snr_below_001:.2f` for cosine) operate at SNR below 0.01, where little of
 # the image is left to denoise.
 
-# %% tags=["remove-input"]
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(6.4, 3.6))
 for name, diffusion in schedules.items():
     steps = np.unique(np.linspace(0, diffusion.num_timesteps - 1,
@@ -235,3 +278,8 @@ plt.close(fig)
 # A reverse process has to climb back up this curve. DDPM does it in many small steps, each a
 # Gaussian; Denoising Diffusion GAN does it in the four large steps of the VP schedule, and the
 # next chapters show why a Gaussian reverse step cannot be that large.
+
+# %% tags=["hide-input"]
+# what executing this page cost (shown in the box at the top)
+glue("chapter_seconds", float(time.perf_counter() - chapter_start), display=False)
+glue("chapter_device", machine_label(), display=False)

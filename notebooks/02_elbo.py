@@ -16,6 +16,26 @@
 # %% [markdown]
 # # The evidence lower bound
 #
+# ````{admonition} Rerun this chapter
+# :class: tip
+#
+# This page shows the {glue:text}`chapter_profile` profile (its parameters:
+# `python -m ddgan_core profiles`). To execute it again, alone, with a profile key changed, or
+# over a grid of values (every parameter of a chapter is a profile key):
+#
+# ```bash
+# python -m ddgan_core book --profile cpu --only 02_elbo
+# papermill notebooks/02_elbo.ipynb out.ipynb \
+#     -p profile cpu -p elbo_samples 5000
+# python -m ddgan_core sweep notebooks/02_elbo \
+#     -p elbo_kernel_xt 16 64 --profile cpu
+# ```
+#
+# **Cost.** Nothing on this page comes from the result cache: every number and figure is
+# computed when the page executes, in NumPy on the CPU. Executing it took
+# {glue:text}`chapter_seconds:.0f` s on {glue:text}`chapter_device`; a GPU would not change that.
+# ````
+#
 # A diffusion model is fitted by maximum likelihood, but the likelihood of its reverse chain is
 # an integral over every intermediate state and cannot be evaluated. What is optimised instead is
 # a lower bound on it, the evidence lower bound (ELBO) {cite:p}`sohldickstein2015deep,ho2020ddpm`.
@@ -25,27 +45,34 @@
 # Gaussian reverse step that makes the bound tractable is a good model only when the step is
 # small.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "cpu"
 seed = None
 elbo_samples = None
 elbo_kernel_xt = None
 
-# %% tags=["remove-cell"]
+# %% tags=["hide-cell"]
 import math
+import time
 
 import matplotlib.pyplot as plt
 import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+from IPython.display import HTML
 from matplotlib.patches import Ellipse
 from myst_nb import glue
+from plotly.subplots import make_subplots
 
 from ddgan_core import elbo
 from ddgan_core.diffusion import GaussianDiffusion, make_beta_schedule
-from ddgan_core.plotting import BOOK_STYLE
+from ddgan_core.plotting import machine_label, use_book_style
 from ddgan_core.profiles import get_profile, overrides_from
 
+chapter_start = time.perf_counter()
 cfg = get_profile(profile, **overrides_from(globals()))  # every profile key papermill passed
-plt.rcParams.update(BOOK_STYLE)
+use_book_style()  # line plots as SVG
+glue("chapter_profile", cfg["profile"], display=False)
 
 # %% [markdown]
 # ## Maximum likelihood and the bound
@@ -125,7 +152,8 @@ plt.rcParams.update(BOOK_STYLE)
 #
 # $L_T$ has no parameters, $L_0$ is the likelihood of a decoder, and every middle term compares
 # the model's step with a distribution known in closed form. Because each $L_{t-1}$ needs only
-# the marginal $q(x_t \mid x_0)$ of eq. (2), training can draw one $t$ at random and one $x_t$
+# the marginal $q(x_t \mid x_0)$ of {eq}`eq-forward-marginal`, training can draw one $t$ at random
+# and one $x_t$
 # per data point instead of whole trajectories.
 #
 # ## The Gaussian posterior and the noise parameterisation
@@ -218,7 +246,8 @@ plt.rcParams.update(BOOK_STYLE)
 #    steps run over $t = 2, \dots, T$, and the terms $L_T$ and $L_0$ stand apart. The seed's eq. (5)
 #    has the same slip ($\sum_{t=1}^{n}$ for $\sum_{t=2}^{T}$ plus the two end terms).
 # 4. **$\hat\varepsilon_\theta$ is not the network.** As defined, $\hat\varepsilon_\theta(x_t^i, t)$
-#    inverts eq. (2) with the true $x_0^i$, so it *is* the noise $\varepsilon$ and the loss is
+#    inverts the seed's eq. (2) (our {eq}`eq-forward-marginal`) with the true $x_0^i$, so it *is*
+#    the noise $\varepsilon$ and the loss is
 #    identically zero. The second argument of the squared error must be the network's output
 #    $\varepsilon_\theta(x_t, t)$, which sees $x_t$ and $t$ but not $x_0$.
 # ```
@@ -236,7 +265,7 @@ plt.rcParams.update(BOOK_STYLE)
 # which is no longer a bound on the likelihood but a reweighted version of it. Compared with
 # $\lambda_t$ it puts relatively more weight on the noisy steps (large $t$).
 #
-# ## Checking eq. (6) numerically
+# ## Checking the corrected loss numerically
 #
 # The library computes both sides of {eq}`eq-elbo-loss` independently. The left side is the exact
 # KL {eq}`eq-elbo-gauss-kl` between the posterior {eq}`eq-elbo-posterior` and a Gaussian
@@ -246,7 +275,7 @@ plt.rcParams.update(BOOK_STYLE)
 # C_t$. The check covers the linear, cosine and VP schedules with $T = 1000$, DDGAN's VP schedule
 # with $T = 4$, both $\sigma_t^2 = \tilde\beta_t$ and $\sigma_t^2 = \beta_t$, and many steps $t$.
 
-# %% tags=["remove-cell"]
+# %% tags=["hide-input"]
 check = elbo.kl_identity_check(batch=cfg["elbo_kl_batch"], dim=cfg["elbo_kl_dim"],
                                steps=cfg["elbo_kl_steps"], seed=cfg["seed"])
 glue("elbo_kl_rows", int(check["n_rows"]), display=False)
@@ -266,19 +295,31 @@ glue("elbo_seed_factor_max", float(1 / linear.betas[1:].min()), display=False)
 # {glue:text}`elbo_seed_factor_min:.0f` and {glue:text}`elbo_seed_factor_max:,.0f` times too
 # small, the error being largest at the nearly noise-free first steps.
 
-# %% tags=["remove-input"]
-fig, ax = plt.subplots(figsize=(6.4, 3.6))
-for name in ("linear", "cosine", "vp"):
-    diffusion = GaussianDiffusion(make_beta_schedule(name, 1000))
-    t = np.arange(1, 1000) + 1
-    (line,) = ax.loglog(t, elbo.elbo_weights(diffusion)[1:], label=rf"$\lambda_t$, {name}")
-    if name == "linear":
-        ax.loglog(t, elbo.seed_weights(diffusion)[1:], "--", color=line.get_color(),
-                  label="seed's eq. (6), linear")
+# %% tags=["hide-input"]
+fig, (ax, ax_ratio) = plt.subplots(1, 2, figsize=(8.4, 3.4),
+                                   gridspec_kw={"width_ratios": [1.6, 1]})
+t = np.arange(1, 1000) + 1
+weights = {name: elbo.elbo_weights(GaussianDiffusion(make_beta_schedule(name, 1000)))[1:]
+           for name in ("linear", "cosine", "vp")}
+marks = np.unique(np.geomspace(1, len(t), 24).round().astype(int)) - 1  # log-spaced markers
+ax.loglog(t, weights["linear"], "-", color="tab:blue", lw=2.2, label=r"$\lambda_t$, linear")
+ax.loglog(t, weights["vp"], ":", color="tab:orange", lw=1.4, marker="o", ms=4, mfc="none",
+          markevery=list(marks), label=r"$\lambda_t$, VP")
+ax.loglog(t, weights["cosine"], "-.", color="tab:green", lw=1.2, label=r"$\lambda_t$, cosine")
+linear_diffusion = GaussianDiffusion(make_beta_schedule("linear", 1000))
+ax.loglog(t, elbo.seed_weights(linear_diffusion)[1:], "--", color="tab:blue", lw=1.2,
+          label="seed's eq. (6), linear")
 ax.set_xlabel("step $t$ (T = 1000)")
 ax.set_ylabel("weight of $\\|\\varepsilon - \\varepsilon_\\theta\\|^2$")
 ax.legend(frameon=False, fontsize=8)
+vp_vs_linear = 100 * (weights["vp"] / weights["linear"] - 1)
+ax_ratio.semilogx(t, vp_vs_linear, ":", color="tab:orange", lw=1.4, marker="o", ms=4,
+                  mfc="none", markevery=list(marks))
+ax_ratio.axhline(0, color="grey", lw=0.8)
+ax_ratio.set_xlabel("step $t$ (T = 1000)")
+ax_ratio.set_ylabel(r"$\lambda_t$(VP) / $\lambda_t$(linear) $-$ 1 (%)")
 fig.tight_layout()
+glue("elbo_vp_linear_max_pct", float(np.abs(vp_vs_linear).max()), display=False)
 glue("fig_elbo_weights", fig, display=False)
 plt.close(fig)
 
@@ -286,10 +327,13 @@ plt.close(fig)
 # ```{glue:figure} fig_elbo_weights
 # :name: fig-elbo-weights
 #
-# The ELBO weights $\lambda_t$ of {eq}`eq-elbo-loss` ($\sigma_t^2 = \tilde\beta_t$) for three
-# schedules with $T = 1000$, and the weight printed in the seed's eq. (6) for the linear schedule
-# (dashed), which is $\beta_t$ times smaller. The simple loss {eq}`eq-elbo-simple` would be a
-# horizontal line. The cosine schedule's spike is its last step, where $\beta_T$ is capped at
+# Left: the ELBO weights $\lambda_t$ of {eq}`eq-elbo-loss` ($\sigma_t^2 = \tilde\beta_t$) for
+# three schedules with $T = 1000$, and the weight printed in the seed's eq. (6) for the linear
+# schedule (dashed), which is $\beta_t$ times smaller. With $T = 1000$ the discrete VP schedule
+# is nearly the linear one (its $\beta_t$ also runs from about $10^{-4}$ to $0.02$), so its
+# weights (dotted, open circles) lie on the linear schedule's (solid); right: they differ by at
+# most {glue:text}`elbo_vp_linear_max_pct:.1f` %. The simple loss {eq}`eq-elbo-simple` would be
+# a horizontal line. The cosine schedule's spike is its last step, where $\beta_T$ is capped at
 # 0.999 and $\alpha_T$ is tiny.
 # ```
 #
@@ -337,7 +381,7 @@ plt.close(fig)
 # each trajectory's log-ratio into the terms of {eq}`eq-elbo-decomposition`. The gap is averaged
 # per sample, which removes most of the Monte Carlo noise.
 
-# %% tags=["remove-cell"]
+# %% tags=["hide-input"]
 mixture = elbo.three_gaussians_1d()
 data_logp = elbo.expected_log_prob_1d(mixture)
 T_values = cfg["elbo_T_values"]
@@ -377,10 +421,11 @@ glue("elbo_excess_steps", len(excess), display=False)
 # {glue:text}`elbo_gap_best_large_mean:.4f` ± {glue:text}`elbo_gap_best_large_se:.4f` nats.
 # At every $T$ and for both models the estimated gap is positive by at least
 # {glue:text}`elbo_gap_min_z:.0f` standard errors, as {eq}`eq-elbo-gap` demands. Along every
-# sampled trajectory the two factorisations of the forward chain, eq. (1) step by step and
+# sampled trajectory the two factorisations of the forward chain, {eq}`eq-forward-step` step by
+# step and
 # {eq}`eq-elbo-factorisation`, agree to {glue:text}`elbo_factorisation_err:.0e` in log-density.
 
-# %% tags=["remove-input"]
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(6.4, 3.8))
 for res, label, marker in ((best, "matched variance (best Gaussian kernels)", "o"),
                            (fixed, r"fixed variance $\sigma_t^2 = \tilde\beta_t$ (DDPM)", "s")):
@@ -438,7 +483,7 @@ plt.close(fig)
 # every $T$; only the size of the step back differs. For $T = 4$, DDGAN's own setting, that step
 # is the last one, from $x_1$ to the data.
 
-# %% tags=["remove-cell"]
+# %% tags=["hide-input"]
 ring = elbo.eight_gaussians()
 T_kernel = cfg["elbo_kernel_T_values"]
 ksweep = elbo.kernel_sweep(ring, T_kernel, cfg["elbo_kernel_xt"], cfg["elbo_kernel_grid"],
@@ -470,7 +515,7 @@ n_fit = max(2, int((ksweep["beta"] < 0.2).sum()))  # the smallest steps
 slope = np.polyfit(np.log(ksweep["beta"][-n_fit:]), np.log(ksweep["kl_mean"][-n_fit:]), 1)[0]
 glue("elbo_kernel_kl_slope", float(slope), display=False)
 
-# %% tags=["remove-input"]
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(2, 2, figsize=(7.6, 7.2))
 axes = axes.ravel()
 ax = axes[0]
@@ -516,6 +561,96 @@ plt.close(fig)
 # Gaussian with the kernel's own mean and covariance, the best a Gaussian reverse step could do.
 # ```
 #
+# The figure below shows the same kernel, at the same $x_t$, for every chain length of the sweep
+# further down: move the slider from large steps (left) to small ones (right). Beside the true
+# kernel is its best Gaussian, the one with the kernel's own mean and covariance, on the same
+# grid and colour scale.
+
+# %% tags=["hide-input"]
+# interactive: the true kernel and its moment-matched Gaussian for every T, on a coarse grid
+n_live = cfg["elbo_kernel_grid"]  # grid points per axis (the sweep's grid: small and fast)
+live = []
+for T in T_kernel:
+    _, a_t, a_prev = elbo.vp_step_levels(T)
+    grid = elbo.reverse_kernel_grid(ring, x_show, a_t, a_prev, n_grid=n_live)
+    summary = elbo.kernel_summary(grid)
+    gx, gy = np.meshgrid(grid.xs, grid.ys)
+    diff = np.stack([gx - summary["mean"][0], gy - summary["mean"][1]], axis=-1)
+    precision = np.linalg.inv(summary["cov"])
+    gauss = np.exp(-0.5 * np.einsum("...i,ij,...j->...", diff, precision, diff)) / (
+        2 * math.pi * math.sqrt(np.linalg.det(summary["cov"])))
+    rows, cols = np.nonzero(grid.density >= 1e-3 * grid.density.max())  # frame the kernel
+    pad_x, pad_y = 0.15 * np.ptp(grid.xs[cols]), 0.15 * np.ptp(grid.ys[rows])
+    live.append({"T": T, "grid": grid, "summary": summary, "gauss": gauss,
+                 "x": [grid.xs[cols].min() - pad_x, grid.xs[cols].max() + pad_x],
+                 "y": [grid.ys[rows].min() - pad_y, grid.ys[rows].max() + pad_y]})
+
+live_fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12, subplot_titles=(
+    "true kernel q(x<sub>t-1</sub> | x<sub>t</sub>)", "best Gaussian"))
+for i, item in enumerate(live):
+    top = float(max(item["grid"].density.max(), item["gauss"].max()))
+    for col, z in ((1, item["grid"].density), (2, item["gauss"])):
+        live_fig.add_trace(go.Heatmap(
+            x=item["grid"].xs.astype(np.float32), y=item["grid"].ys.astype(np.float32),
+            z=z.astype(np.float32), zmin=0.0, zmax=top, zsmooth="best", colorscale="Viridis",
+            showscale=False, visible=i == 0,
+            hovertemplate="x=%{x:.3f}<br>y=%{y:.3f}<br>density=%{z:.3g}<extra></extra>"),
+            row=1, col=col)
+        live_fig.add_trace(go.Scatter(
+            x=[item["summary"]["mean"][0]], y=[item["summary"]["mean"][1]], mode="markers",
+            marker={"symbol": "x", "color": "white", "size": 9}, visible=i == 0,
+            hovertemplate="kernel mean<extra></extra>", showlegend=False), row=1, col=col)
+
+
+def live_layout(item):
+    """The axis ranges and the title of one slider position."""
+    summary = item["summary"]
+    title = (f"T = {item['T']}: one step back, β<sub>t</sub> = {item['grid'].beta:.3g}; "
+             f"{summary['modes']} local {'maximum' if summary['modes'] == 1 else 'maxima'}, "
+             "KL to the best Gaussian "
+             f"{summary['kl_gauss']:.2g} nats")
+    ranges = {}
+    for axis in ("xaxis", "xaxis2"):
+        ranges[f"{axis}.range"] = item["x"]
+    for axis in ("yaxis", "yaxis2"):
+        ranges[f"{axis}.range"] = item["y"]
+    return {"title.text": title, **ranges}
+
+
+per_T = 4  # traces per slider position: two heatmaps, two mean markers
+steps = []
+for i, item in enumerate(live):
+    visible = [j // per_T == i for j in range(per_T * len(live))]
+    steps.append({"method": "update", "label": f"T={item['T']}",
+                  "args": [{"visible": visible}, live_layout(item)]})
+live_fig.update_layout(
+    height=500, margin={"l": 50, "r": 20, "t": 90, "b": 30}, template="simple_white",
+    title={"text": live_layout(live[0])["title.text"], "font": {"size": 13}, "x": 0.02},
+    sliders=[{"active": 0, "steps": steps, "pad": {"t": 60},
+              "currentvalue": {"prefix": "chain length "}}])
+live_fig.update_layout(**{k.split(".")[0]: {"range": v}
+                          for k, v in live_layout(live[0]).items() if k.endswith(".range")})
+live_fig.update_xaxes(title_text="first coordinate of x<sub>t-1</sub>", constrain="domain")
+live_fig.update_yaxes(title_text="second coordinate", constrain="domain")
+live_fig.update_layout(yaxis={"scaleanchor": "x"}, yaxis2={"scaleanchor": "x2"})  # equal axes
+# plotly.js is inlined (no CDN), so the figure works in the static HTML, offline
+live_html = pio.to_html(live_fig, include_plotlyjs=True, full_html=False,
+                        config={"displaylogo": False, "responsive": True})
+glue("fig_elbo_kernel_live", HTML(live_html), display=False)
+glue("elbo_live_grid", int(n_live), display=False)
+
+# %% [markdown]
+# ```{glue:figure} fig_elbo_kernel_live
+# :name: fig-elbo-kernel-live
+#
+# Interactive. The true reverse kernel {eq}`eq-elbo-true-kernel` at the point $x_t$ of
+# {numref}`fig-elbo-kernels` (left) and the Gaussian with its mean and covariance (right, the
+# best Gaussian reverse step), for the step $t = T/4$ of VP chains of each length $T$ of the
+# sweep; the white cross is the kernel's mean. Both panels share one colour scale. Computed on
+# a {glue:text}`elbo_live_grid` x {glue:text}`elbo_live_grid` grid (the static figure above uses
+# a finer one, so the counts of maxima may differ slightly).
+# ```
+#
 # For the point shown, the kernel of DDGAN's step with $T = $ {glue:text}`elbo_kernel_T_a` has
 # {glue:text}`elbo_kernel_show_modes_a` local maxima and lies
 # {glue:text}`elbo_kernel_show_kl_a:.2g` nats (KL) from its best Gaussian fit. With
@@ -525,7 +660,7 @@ plt.close(fig)
 # {glue:text}`elbo_kernel_show_kl_c:.2g` nats.
 # The same holds on average over {glue:text}`elbo_kernel_points` points $x_t \sim q(x_t)$:
 
-# %% tags=["remove-input"]
+# %% tags=["hide-input"]
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8.0, 3.2))
 ax1.errorbar(ksweep["beta"], ksweep["kl_mean"], yerr=ksweep["kl_se"], marker="o", ms=4,
              capsize=3)
@@ -534,8 +669,10 @@ ax1.set_yscale("log")
 ax1.set_xlabel(r"step size $\beta_t$")
 ax1.set_ylabel(r"KL(true kernel $\|$ best Gaussian) (nats)")
 for T, b, kl in zip(ksweep["T"], ksweep["beta"], ksweep["kl_mean"]):
-    ax1.annotate(f"T={T}", (b, kl), textcoords="offset points", xytext=(-6, 5), ha="right",
-                 fontsize=7)
+    ax1.annotate(f"T={T}", (b, kl), textcoords="offset points", xytext=(6, -2), ha="left",
+                 va="top", fontsize=7)  # below right of each point: clear of the axes' ticks
+ax1.set_xlim(min(ksweep["beta"]) / 2, max(ksweep["beta"]) * 3)
+ax1.set_ylim(min(ksweep["kl_mean"]) / 20, max(ksweep["kl_mean"]) * 5)  # room for the labels
 ax2.plot(ksweep["beta"], ksweep["modes_mean"], "o-", ms=4)
 ax2.set_xscale("log")
 ax2.set_xlabel(r"step size $\beta_t$")
@@ -577,3 +714,8 @@ plt.close(fig)
 # generator with a random latent input, which makes $p_\theta(x_{t-1} \mid x_t)$ a flexible
 # implicit distribution, and trains it adversarially, since the KL of {eq}`eq-elbo-decomposition`
 # can no longer be computed.
+
+# %% tags=["hide-input"]
+# what executing this page cost (shown in the box at the top)
+glue("chapter_seconds", float(time.perf_counter() - chapter_start), display=False)
+glue("chapter_device", machine_label(), display=False)

@@ -16,6 +16,33 @@
 # %% [markdown]
 # # The DDPM baseline and FID against the number of reverse steps
 #
+# ````{admonition} Rerun this chapter
+# :class: tip
+#
+# This page shows the {glue:text}`chapter_profile` profile (its parameters:
+# `python -m ddgan_core profiles`). To execute it again, alone, with a profile key changed, or
+# over a grid of values (every parameter of a chapter is a profile key; a value whose results
+# are not in the cache is computed, on a GPU when there is one):
+#
+# ```bash
+# python -m ddgan_core book --profile cpu --only 03_ddpm
+# papermill notebooks/03_ddpm.ipynb out.ipynb \
+#     -p profile cpu -p ddpm_grid_samples 200
+# python -m ddgan_core sweep notebooks/03_ddpm \
+#     -p ddpm_grid_samples 200 500 --profile cpu
+# ```
+#
+# **Cost.** This page's results were {glue:text}`ddpm_source`: executing it took
+# {glue:text}`chapter_seconds:.0f` s on {glue:text}`chapter_device`. Its numbers were computed
+# {glue:text}`ddpm_where`: the model was trained on {glue:text}`ddpm_device` in
+# {glue:text}`ddpm_train_wall_s:.0f` s, and the {glue:text}`fig1_points` points of
+# {numref}`fig-fid-vs-steps` were sampled and evaluated on {glue:text}`fig1_device` in
+# {glue:text}`fig1_wall_s:.0f` s. On the 2-core CPU, where the DDGAN chapter times this
+# network, one network evaluation costs {glue:text}`cpu_ms_per_nfe:.1f` ms per image, so the
+# grid's sampling alone ({glue:text}`fig1_image_nfe:,d` image-evaluations) takes about
+# {glue:text}`fig1_cpu_hours:.1f` h there, before training.
+# ````
+#
 # Everything that follows is measured against this chapter's model: a denoising diffusion
 # probabilistic model {cite:p}`ho2020ddpm` trained on FashionMNIST, sampled with fewer and
 # fewer reverse steps. The seed paper's only figure, FID against the number of steps
@@ -23,23 +50,36 @@
 # a respaced chain {cite:p}`nichol2021improved` and the deterministic DDIM sampler
 # {cite:p}`song2021ddim`.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "cpu"
 seed = None
 ddpm_train_steps = None
 ddpm_grid_samples = None
 
-# %% tags=["remove-cell"]
+# %% tags=["hide-cell"]
+import json
+import time
+
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 from myst_nb import glue
 
+from ddgan_core.cache import ResultCache
 from ddgan_core.experiments import ddpm_fig1, ddpm_model
-from ddgan_core.plotting import BOOK_STYLE
+from ddgan_core.plotting import (
+    cost,
+    device_label,
+    grid_image,
+    machine_label,
+    provenance,
+    use_book_style,
+)
 from ddgan_core.profiles import get_profile, overrides_from
 
+chapter_start = time.perf_counter()
 cfg = get_profile(profile, **overrides_from(globals()))  # every profile key papermill passed
-plt.rcParams.update(BOOK_STYLE)
+use_book_style()  # line plots as SVG; sample grids are glued as PNG at twice their size
+glue("chapter_profile", cfg["profile"], display=False)
 
 # %% [markdown]
 # ## The model and its training
@@ -54,7 +94,7 @@ plt.rcParams.update(BOOK_STYLE)
 # gradient clipping and an exponential moving average (EMA) of the weights, which is what is
 # sampled. The linear schedule has $T = 1000$ steps.
 
-# %% tags=["remove-cell"]
+# %% tags=["hide-input"]
 model_result = ddpm_model(cfg)
 train = model_result.metrics
 manifest = model_result.manifest
@@ -67,9 +107,10 @@ glue("ddpm_images_seen", int(train["images_seen"]), display=False)
 glue("ddpm_epochs", float(train["epochs"]), display=False)
 glue("ddpm_train_minutes", float(train["train_seconds"] / 60), display=False)
 glue("ddpm_train_rate", float(train["images_per_s"]), display=False)
-glue("ddpm_device", manifest["device"], display=False)
+glue("ddpm_device", device_label(manifest), display=False)
+glue("ddpm_train_wall_s", float(manifest["wall_time_s"]), display=False)
 glue("ddpm_final_loss", float(train["final_loss"]), display=False)
-glue("ddpm_provenance", model_result.provenance(), display=False)
+glue("ddpm_provenance", provenance(model_result), display=False)
 
 # %% [markdown]
 # With channel widths {glue:text}`ddpm_channels` the network has
@@ -79,27 +120,31 @@ glue("ddpm_provenance", model_result.provenance(), display=False)
 # {glue:text}`ddpm_train_rate:.0f` images/s on {glue:text}`ddpm_device`. (Result cache:
 # {glue:text}`ddpm_provenance`.)
 
-# %% tags=["remove-input"]
+# %% tags=["hide-input"]
 history = train["history"]
-fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4))
+fig, ax = plt.subplots(figsize=(6.4, 3.4))
 steps = [h["step"] for h in history]
-axes[0].plot(steps, [h["loss"] for h in history])
-axes[0].set_yscale("log")
-axes[0].set_xlabel("training step")
-axes[0].set_ylabel(r"$\|\varepsilon - \varepsilon_\theta(x_t, t)\|^2$ (mean per pixel)")
-axes[1].imshow(plt.imread(model_result.file("samples.png")), cmap="gray")
-axes[1].set_axis_off()
-axes[1].set_title("EMA model, 100 ancestral steps", fontsize=9)
+ax.plot(steps, [h["loss"] for h in history])
+ax.set_yscale("log")
+ax.set_xlabel("training step")
+ax.set_ylabel(r"$\|\varepsilon - \varepsilon_\theta(x_t, t)\|^2$ (mean per pixel)")
 fig.tight_layout()
 glue("fig_ddpm_training", fig, display=False)
 plt.close(fig)
+# the 8 x 8 grid the cache stored, at twice its size: each 28-pixel image 56 px wide
+glue("fig_ddpm_samples", grid_image(model_result.file("samples.png"), scale=2), display=False)
 
 # %% [markdown]
 # ```{glue:figure} fig_ddpm_training
 # :name: fig-ddpm-training
 #
-# Left: the training loss (averaged between log points). Right: samples of the EMA model with
-# 100 ancestral steps.
+# The training loss (averaged between log points).
+# ```
+#
+# ```{glue:figure} fig_ddpm_samples
+# :name: fig-ddpm-samples
+#
+# 64 samples of the EMA model with 100 ancestral steps, shown at twice their size.
 # ```
 #
 # ## FID against the number of reverse steps
@@ -116,11 +161,12 @@ plt.close(fig)
 #   same marginals without injecting noise.
 #
 # Quality is measured by FID on the penultimate features of a FashionMNIST classifier
-# (`ddgan_core.metrics`; Inception weights cannot be downloaded on these machines), with KID,
-# precision and recall beside it. The *floor* is the same FID computed for held-out test images:
+# (`ddgan_core.metrics`) rather than of Inception, so that the book can be rebuilt offline
+# without fetching Inception's weights, and on grey 28x28 images whose features Inception was
+# not trained for. KID, precision and recall stand beside it. The *floor* is the same FID computed for held-out test images:
 # no generator can be expected to score below it at this sample count.
 
-# %% tags=["remove-cell"]
+# %% tags=["hide-input"]
 points = ddpm_fig1(cfg)
 rows = []
 for result in points:
@@ -129,14 +175,26 @@ for result in points:
         "sampler": result.config["sampler"], "K": result.config["steps"], "nfe": m["nfe"],
         "fid": m["fid"], "kid": m["kid"], "precision": m["precision"], "recall": m["recall"],
         "density": m["density"], "coverage": m["coverage"], "floor": m["fid_floor"],
-        "n": m["n_samples"], "spi": m["seconds_per_image"], "device": result.manifest["device"],
+        "n": m["n_samples"], "spi": m["seconds_per_image"], "date": result.manifest["date"],
     })
 n_eval = rows[0]["n"]
 floor = rows[0]["floor"]
 by = {(r["sampler"], r["K"]): r for r in rows}
 glue("fig1_n", int(n_eval), display=False)
 glue("fig1_floor", float(floor), display=False)
-glue("fig1_device", rows[0]["device"], display=False)
+fig1_cost = cost(points)
+glue("fig1_device", fig1_cost["devices"], display=False)
+glue("fig1_wall_s", float(fig1_cost["seconds"]), display=False)
+glue("fig1_points", len(points), display=False)
+# the first point computed also timed the device's start-up (no warm-up before it): it is left
+# out of the timing plot and marked in the table
+cold = min(rows, key=lambda r: r["date"])
+warm_k1 = [r for r in rows if r["K"] == cold["K"] and r is not cold]
+glue("cold_sampler", cold["sampler"], display=False)
+glue("cold_k", int(cold["K"]), display=False)
+glue("cold_ms", float(cold["spi"] * 1e3), display=False)
+glue("warm_k1_ms", float(warm_k1[0]["spi"] * 1e3) if warm_k1 else float("nan"),
+     display=False)
 grid = sorted({r["K"] for r in rows})
 for sampler in ("ancestral", "ddim"):
     for k in (10, 100, 1000):
@@ -163,12 +221,14 @@ anc_better = [k for k in grid if by[("ancestral", k)]["fid"] < by[("ddim", k)]["
 glue("ddim_better_ks", ", ".join(map(str, ddim_better)) or "none", display=False)
 glue("anc_better_ks", ", ".join(map(str, anc_better)) or "none", display=False)
 
-# %% tags=["remove-input"]
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+# %% tags=["hide-input"]
+fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.4))
 for sampler, marker in (("ancestral", "o-"), ("ddim", "s-")):
     sel = sorted((r for r in rows if r["sampler"] == sampler), key=lambda r: r["K"])
     axes[0].plot([r["K"] for r in sel], [r["fid"] for r in sel], marker, label=sampler)
-    axes[1].plot([r["K"] for r in sel], [r["spi"] * 1e3 for r in sel], marker, label=sampler)
+    timed = [r for r in sel if r is not cold]  # the cold first point is left out
+    axes[1].plot([r["K"] for r in timed], [r["spi"] * 1e3 for r in timed], marker,
+                 label=sampler)
 axes[0].axhline(floor, color="grey", ls="--", lw=1, label=f"floor (test images, n={n_eval})")
 axes[0].set_xscale("log")
 axes[0].set_yscale("log")
@@ -190,9 +250,12 @@ plt.close(fig)
 #
 # The seed's Fig. 1, reproduced. Left: FID of {glue:text}`fig1_n:,d` samples against the number of
 # reverse steps for both samplers; the dashed line is the real-data floor at the same sample
-# count. Right: sampling time per image, measured once while sampling each evaluation set (on
-# {glue:text}`fig1_device`, without a separate warm-up: the first point computed, K = 1, also
-# carries the device's start-up cost).
+# count. Right: sampling time per image on {glue:text}`fig1_device`, measured once while
+# sampling each evaluation set, without a separate warm-up. The first point computed
+# ({glue:text}`cold_sampler`, K = {glue:text}`cold_k`) is left out: its
+# {glue:text}`cold_ms:.2f` ms per image include the device's start-up, against
+# {glue:text}`warm_k1_ms:.2f` ms for the other sampler at the same K, which costs the same
+# network evaluations.
 # ```
 #
 # FID falls steeply with the number of steps, as in the seed. With one step the model can only
@@ -219,22 +282,56 @@ plt.close(fig)
 # The full table, with KID and the diversity metrics
 # {cite:p}`kynkaanniemi2019precision,naeem2020density`:
 
-# %% tags=["remove-input"]
-lines = ["| sampler | K = NFE | FID | KID x 1e3 | precision | recall | density | coverage "
-         "| ms/image |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+# %% tags=["hide-input"]
+lines = ["| sampler | K | FID | KID ×10³ | prec. | recall | dens. | cover. | ms |",
+         "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
 for r in sorted(rows, key=lambda r: (r["sampler"], r["K"])):
+    ms = f"{r['spi'] * 1e3:.2f}" + ("*" if r is cold else "")
     lines.append(
-        f"| {r['sampler']} | {r['K']} | {r['fid']:.2f} | {r['kid'] * 1e3:.2f} | "
-        f"{r['precision']:.3f} | {r['recall']:.3f} | {r['density']:.3f} | {r['coverage']:.3f} "
-        f"| {r['spi'] * 1e3:.2f} |"
+        f"| {r['sampler']} | {r['K']} | {r['fid']:.1f} | {r['kid'] * 1e3:.1f} | "
+        f"{r['precision']:.2f} | {r['recall']:.2f} | {r['density']:.2f} | {r['coverage']:.2f} "
+        f"| {ms} |"
     )
 display(Markdown("\n".join(lines)))
 
 # %% [markdown]
+# K: reverse steps, equal to the NFE. KID ×10³: KID times 1000. prec., dens., cover.: precision,
+# density, coverage. ms: sampling time per image in milliseconds on {glue:text}`fig1_device`;
+# \* the first point computed, whose time includes the device's start-up.
+
+# %% [markdown]
 # ## What this profile is
 #
-# Numbers in this chapter come from the result cache, computed with the profile and on the
-# device stated above; the sizes of each profile are in `ddgan_core/profiles.py`
-# (`python -m ddgan_core profiles`). FID values depend on the feature extractor and on the
+# Numbers in this chapter come from the result cache, computed with the
+# {glue:text}`chapter_profile` profile {glue:text}`ddpm_where`. A profile fixes the sizes
+# (networks, training images, sample counts), not the device: the `cpu` profile is small enough
+# for a 2-core CPU, and its DDPM runs were made on a GPU to save hours. The sizes of each
+# profile are in `ddgan_core/profiles.py` (`python -m ddgan_core profiles`). FID values depend on the feature extractor and on the
 # sample count, so they are comparable within this book, not with FIDs published for other
 # extractors; the floor gives the scale.
+
+# %% tags=["hide-input"]
+# what this page and its results cost (shown in the box at the top). The CPU estimate uses the
+# committed CPU timing of this network (the DDGAN chapter's sampling-speed entry), if any.
+cache = ResultCache()
+cpu_speed = None
+for root in cache.read_roots:
+    for config_file in sorted((root / "sampling_speed").glob("*/config.json")):
+        config = json.loads(config_file.read_text())
+        if config.get("ddpm_key") == model_result.key and config.get("device") == "cpu":
+            cpu_speed = cpu_speed or cache.load("sampling_speed", config)  # verified
+everything = cost([model_result, *points])
+glue("ddpm_where", everything["where"], display=False)
+glue("ddpm_source", everything["source"], display=False)
+image_nfe = sum(r["K"] * r["n"] for r in rows)
+glue("fig1_image_nfe", int(image_nfe), display=False)
+if cpu_speed is not None:
+    longest = max((v for k, v in cpu_speed.metrics.items() if k.startswith("ddpm_")),
+                  key=lambda v: v["nfe"])
+    ms_per_nfe = 1e3 * longest["seconds_per_image"] / longest["nfe"]
+else:  # no CPU timing committed: the box says "nan"
+    ms_per_nfe = float("nan")
+glue("cpu_ms_per_nfe", float(ms_per_nfe), display=False)
+glue("fig1_cpu_hours", float(image_nfe * ms_per_nfe / 1e3 / 3600), display=False)
+glue("chapter_seconds", float(time.perf_counter() - chapter_start), display=False)
+glue("chapter_device", machine_label(), display=False)

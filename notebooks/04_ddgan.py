@@ -16,6 +16,32 @@
 # %% [markdown]
 # # Denoising Diffusion GAN
 #
+# ````{admonition} Rerun this chapter
+# :class: tip
+#
+# This page shows the {glue:text}`chapter_profile` profile (its parameters:
+# `python -m ddgan_core profiles`). To execute it again, alone, with a profile key changed, or
+# over a grid of values (every parameter of a chapter is a profile key; a value whose results
+# are not in the cache is computed, on a GPU when there is one):
+#
+# ```bash
+# python -m ddgan_core book --profile cpu --only 04_ddgan
+# papermill notebooks/04_ddgan.ipynb out.ipynb \
+#     -p profile cpu -p toy_ddgan_steps 600
+# python -m ddgan_core sweep notebooks/04_ddgan \
+#     -p toy_ddgan_steps 300 1200 --profile cpu
+# ```
+#
+# **Cost.** The FashionMNIST results were {glue:text}`gan_source`; all were computed
+# {glue:text}`gan_where`: the DDGAN was trained and evaluated in {glue:text}`gan_wall_min:.0f` min on
+# {glue:text}`gan_device`, the two head-ablation runs took {glue:text}`abl_wall_min:.0f` min
+# on {glue:text}`abl_device`, and the speed measurement {glue:text}`speed_wall_s:.0f` s on
+# {glue:text}`speed_run_device`. The DDPM numbers compared with come from the previous chapter,
+# computed on {glue:text}`ddpm_device_here`. The toy DDGAN is trained afresh each time
+# ({glue:text}`toy_seconds:.0f` s). Executing this page took {glue:text}`chapter_seconds:.0f` s
+# on {glue:text}`chapter_device`.
+# ````
+#
 # The previous chapters showed why a diffusion model needs many steps: its reverse kernel is a
 # Gaussian, and the true reverse kernel $q(x_{t-1} \mid x_t)$ is close to Gaussian only when
 # the step is small. Denoising Diffusion GAN {cite:p}`xiao2022ddgan` keeps the forward process
@@ -23,13 +49,15 @@
 # trained adversarially at every step. With four steps it samples two orders of magnitude faster
 # than DDPM.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "cpu"
 seed = None
 ddgan_timesteps = None
 ddgan_train_steps = None
 
-# %% tags=["remove-cell"]
+# %% tags=["hide-cell"]
+import time
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -42,13 +70,24 @@ from ddgan_core.experiments import (
     ddgan_model,
     ddgan_progress_samples,
     ddpm_fig1,
+    ddpm_model,
     sampling_speed,
 )
-from ddgan_core.plotting import BOOK_STYLE
+from ddgan_core.plotting import (
+    cost,
+    device_label,
+    figure_png,
+    grid_image,
+    machine_label,
+    provenance,
+    use_book_style,
+)
 from ddgan_core.profiles import get_profile, overrides_from
 
+chapter_start = time.perf_counter()
 cfg = get_profile(profile, **overrides_from(globals()))  # every profile key papermill passed
-plt.rcParams.update(BOOK_STYLE)
+use_book_style()  # line plots as SVG; samples are glued as high-resolution PNG
+glue("chapter_profile", cfg["profile"], display=False)
 
 # %% [markdown]
 # ## The method
@@ -71,16 +110,30 @@ plt.rcParams.update(BOOK_STYLE)
 # $p_\theta(x_0 \mid x_t)$, and with it the kernel, can have many modes.
 #
 # The KL divergence of the ELBO cannot be evaluated for an implicit kernel, so each step is
-# fitted with an adversarial divergence instead {cite:p}`goodfellow2014gan`. A time-conditioned
+# fitted with an adversarial divergence $D_{\mathrm{adv}}$ instead {cite:p}`goodfellow2014gan`,
+# between the true reverse kernel and the model's:
+#
+# ```{math}
+# :label: eq-ddgan-objective
+# \min_\theta \sum_{t=1}^{T} \mathbb{E}_{q(x_t)}\Big[D_{\mathrm{adv}}\big(q(x_{t-1} \mid x_t)
+#   \,\|\, p_\theta(x_{t-1} \mid x_t)\big)\Big].
+# ```
+#
+# A time-conditioned
 # discriminator $D_\varphi(x_{t-1}, x_t, t)$ sees a pair and says whether $x_{t-1}$ is a
 # plausible denoised version of $x_t$. With $\sigma$ the logistic function and
 # $\mathrm{softplus}(u) = \log(1 + e^u)$, the discriminator minimises
 #
 # ```{math}
 # :label: eq-ddgan-d
-# \sum_{t} \mathbb{E}_{q(x_t)}\Big[\mathbb{E}_{q(x_{t-1} \mid x_t)} \mathrm{softplus}(-D_\varphi)
-#   + \mathbb{E}_{p_\theta(x_{t-1} \mid x_t)} \mathrm{softplus}(D_\varphi)\Big]
-#   + \frac{\gamma}{2}\, \mathbb{E}_{q}\big\|\nabla_{x_{t-1}} D_\varphi(x_{t-1}, x_t, t)\big\|^2 ,
+# \begin{aligned}
+# \sum_{t=1}^{T} \mathbb{E}_{q(x_t)}\Big[
+#   & \mathbb{E}_{q(x_{t-1} \mid x_t)}\, \mathrm{softplus}\big(-D_\varphi(x_{t-1}, x_t, t)\big) \\
+#   & + \mathbb{E}_{p_\theta(x_{t-1} \mid x_t)}\, \mathrm{softplus}\big(D_\varphi(x_{t-1}, x_t, t)\big)
+#   \Big] \\
+#   & + \frac{\gamma}{2}\, \mathbb{E}_{q(x_t)}\, \mathbb{E}_{q(x_{t-1} \mid x_t)}
+#   \big\|\nabla_{x_{t-1}} D_\varphi(x_{t-1}, x_t, t)\big\|^2 ,
+# \end{aligned}
 # ```
 #
 # the seed's eq. (8) written with $D = \sigma(D_\varphi)$, plus the R1 gradient penalty on real
@@ -88,13 +141,24 @@ plt.rcParams.update(BOOK_STYLE)
 #
 # ```{math}
 # :label: eq-ddgan-g
-# \sum_{t} \mathbb{E}_{q(x_t)}\, \mathbb{E}_{p_\theta(x_{t-1} \mid x_t)}\, \mathrm{softplus}\big(-D_\varphi(x_{t-1}, x_t, t)\big).
+# \sum_{t=1}^{T} \mathbb{E}_{q(x_t)}\, \mathbb{E}_{p_\theta(x_{t-1} \mid x_t)}\,
+#   \mathrm{softplus}\big(-D_\varphi(x_{t-1}, x_t, t)\big).
 # ```
 #
-# ```{note}
-# The seed's eq. (9) takes the generator's expectation under $q(x_{t-1} \mid x_t)$, the real
-# pairs. That objective does not depend on $\theta$ at all; the generator must be scored on its
-# own samples, $x_{t-1} \sim p_\theta(x_{t-1} \mid x_t)$, as in {eq}`eq-ddgan-g`.
+# ```{admonition} What the seed's eqs. (7) and (9) get wrong
+# :class: warning
+#
+# 1. **The seed's eq. (7) compares the model with the wrong distribution.** It writes the
+#    divergence as $D_{\mathrm{adv}}\big(q(x_{t-1} \mid x_t, x_0)\,\|\,p_\theta(x_{t-1} \mid
+#    x_t)\big)$; it must be the marginal $q(x_{t-1} \mid x_t)$ of {eq}`eq-ddgan-objective`,
+#    because $p_\theta$ never sees $x_0$: it can only match the kernel averaged over every $x_0$
+#    compatible with $x_t$, which is how {cite:t}`xiao2022ddgan` state the objective.
+# 2. **The seed's eq. (9) scores the generator on the real pairs.** It takes the generator's
+#    expectation under $q(x_{t-1} \mid x_t)$, so the objective does not depend on $\theta$ at
+#    all; the generator must be scored on its own samples,
+#    $x_{t-1} \sim p_\theta(x_{t-1} \mid x_t)$, as in {eq}`eq-ddgan-g`.
+# 3. **The sums run to $n$.** As in the seed's eq. (5), the sums over steps in the seed's
+#    eqs. (7)-(9) run to $n$, the number of training objects; they run over $t = 1, \dots, T$.
 # ```
 #
 # Real pairs come from the forward process: $x_{t-1} \sim q(x_{t-1} \mid x_0)$, then
@@ -108,9 +172,9 @@ plt.rcParams.update(BOOK_STYLE)
 # On a mixture of eight Gaussians the exact reverse kernel is available in closed form. With
 # $T = 2$ each step is huge, and $q(x_{t-1} \mid x_t)$ for a point $x_t$ near the centre is
 # spread over several of the eight modes: no Gaussian can fit it. The same DDGAN code, with
-# small MLPs, learns it in seconds.
+# small MLPs, learns it.
 
-# %% tags=["remove-cell"]
+# %% tags=["hide-input"]
 toy_steps = cfg["toy_ddgan_steps"]
 toy_run = toy.train_toy_ddgan(T=2, steps=toy_steps, seed=cfg["seed"])
 glue("toy_modes", int(toy_run["modes"]), display=False)
@@ -119,20 +183,22 @@ glue("toy_hq", float(toy_run["hq_fraction"]), display=False)
 glue("toy_seconds", float(toy_run["train_seconds"]), display=False)
 glue("toy_steps", int(toy_steps), display=False)
 
-# %% tags=["remove-input"]
+# %% tags=["hide-input"]
 gen = torch.Generator().manual_seed(cfg["seed"])
 diffusion2 = toy_run["diffusion"]
 x_t = torch.tensor([0.3, -0.2])
-true = toy.true_reverse_samples("8gaussians", diffusion2, x_t, 1, 2000, gen)
-model = toy.model_reverse_samples(toy_run["G"], diffusion2, x_t, 1, 2000, toy_run["nz"], gen)
+last = 0  # 0-based step of the last reverse step, x_1 -> x_0 (the caption's kernel)
+true = toy.true_reverse_samples("8gaussians", diffusion2, x_t, last, 2000, gen)
+model = toy.model_reverse_samples(toy_run["G"], diffusion2, x_t, last, 2000, toy_run["nz"], gen)
 gauss = true.mean(0) + torch.randn(2000, 2, generator=gen) * true.std(0)
 data = toy.sample_mixture("8gaussians", 2000, gen)
-fig, axes = plt.subplots(1, 4, figsize=(12, 3.2), sharex=True, sharey=True)
+fig, axes = plt.subplots(2, 2, figsize=(6.4, 6.4), sharex=True, sharey=True)
+axes = axes.ravel()
 panels = [
     (data, "data $x_0$"),
-    (true, "true $q(x_{t-1} | x_t)$"),
-    (gauss, "best Gaussian (moments)"),
-    (model, r"DDGAN $p_\theta(x_{t-1} | x_t)$"),
+    (true, "true $q(x_0 | x_1)$"),
+    (gauss, "best Gaussian (same mean, covariance)"),
+    (model, r"DDGAN $p_\theta(x_0 | x_1)$"),
 ]
 for ax, (points, title) in zip(axes, panels):
     ax.scatter(points[:, 0], points[:, 1], s=1.5, alpha=0.4)
@@ -142,16 +208,16 @@ for ax, (points, title) in zip(axes, panels):
 axes[0].set_xlim(-3, 3)
 axes[0].set_ylim(-3, 3)
 fig.tight_layout()
-glue("fig_toy_kernel", fig, display=False)
-plt.close(fig)
+glue("fig_toy_kernel", figure_png(fig), display=False)  # 8,000 points: PNG, not SVG
 
 # %% [markdown]
 # ```{glue:figure} fig_toy_kernel
 # :name: fig-toy-kernel
 #
-# The reverse kernel of the last step of a $T = 2$ chain at one point $x_t$ (red cross), on the
-# 8-Gaussian mixture. A Gaussian kernel with the right mean and covariance puts its mass between
-# the modes; DDGAN's implicit kernel follows the modes.
+# The reverse kernel of the last step of a $T = 2$ chain, from $x_1$ to the data, at one point
+# $x_1$ (red cross), on the 8-Gaussian mixture; 2,000 draws per panel. A Gaussian kernel with
+# the right mean and covariance puts its mass between the modes; DDGAN's implicit kernel follows
+# the modes.
 # ```
 #
 # Trained for {glue:text}`toy_steps:,d` steps ({glue:text}`toy_seconds:.0f` s on the CPU), the
@@ -160,7 +226,7 @@ plt.close(fig)
 #
 # ## Training on FashionMNIST
 
-# %% tags=["remove-cell"]
+# %% tags=["hide-input"]
 result = ddgan_model(cfg)
 train = result.metrics["train"]
 final = result.metrics["final"]
@@ -173,8 +239,10 @@ glue("gan_T", int(cfg["ddgan_timesteps"]), display=False)
 glue("gan_steps", int(train["train_steps"]), display=False)
 glue("gan_images", int(train["images_seen"]), display=False)
 glue("gan_minutes", float(train["wall_time_s"] / 60), display=False)
-glue("gan_device", result.manifest["device"], display=False)
-glue("gan_provenance", result.provenance(), display=False)
+glue("gan_device", device_label(result.manifest), display=False)
+glue("gan_device_name", device_label({"device": result.manifest["device"]}), display=False)
+glue("gan_wall_min", float(result.manifest["wall_time_s"] / 60), display=False)
+glue("gan_provenance", provenance(result), display=False)
 glue("gan_stall", float(train["stall_fraction"]), display=False)
 glue("gan_r1", cfg["ddgan_r1_gamma"], display=False)  # the profile's int or float, shown as is
 glue("gan_nz", int(cfg["ddgan_nz"]), display=False)
@@ -196,10 +264,10 @@ glue("gan_dsteps", int(cfg["ddgan_d_steps"]), display=False)
 # ({glue:text}`gan_images:,d` real images shown to D) in {glue:text}`gan_minutes:.1f` minutes on
 # {glue:text}`gan_device`. (Result cache: {glue:text}`gan_provenance`.)
 
-# %% tags=["remove-input"]
+# %% tags=["hide-input"]
 history = train["history"]
 steps = [h["step"] for h in history]
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+fig, axes = plt.subplots(1, 3, figsize=(9, 3))
 axes[0].plot(steps, [h["loss_d"] for h in history], label="D")
 axes[0].plot(steps, [h["loss_g"] for h in history], label="G")
 axes[0].axhline(2 * np.log(2), color="grey", ls=":", lw=1, label="2 ln 2 (parity)")
@@ -240,11 +308,14 @@ plt.close(fig)
 # over every position of the last feature map, sees *where* the intensity is from the first
 # step. The two heads are compared below on short runs that differ in nothing else.
 
-# %% tags=["remove-cell"]
+# %% tags=["hide-input"]
 ablation = {r.config["ddgan_d_head"]: r for r in ddgan_head_ablation(cfg)}
 abl_steps = cfg["head_ablation_steps"]
 glue("abl_steps", int(abl_steps), display=False)
 glue("abl_n", int(ablation["flatten"].metrics["final"]["n_samples"]), display=False)
+abl_cost = cost(ablation.values())
+glue("abl_wall_min", float(abl_cost["seconds"] / 60), display=False)
+glue("abl_device", abl_cost["devices"], display=False)
 for head, r in ablation.items():
     hist = r.metrics["train"]["history"]
     late = hist[len(hist) // 2:]
@@ -261,8 +332,8 @@ glue("abl_verdict", "The flattened head also gives the better generator at this 
      "steps, and the head is chosen here for the stability of long runs, not for a head start.",
      display=False)
 
-# %% tags=["remove-input"]
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+# %% tags=["hide-input"]
+fig, axes = plt.subplots(1, 3, figsize=(9, 3))
 for head, r in ablation.items():
     hist = r.metrics["train"]["history"]
     x = [h["step"] for h in hist]
@@ -300,23 +371,26 @@ plt.close(fig)
 # intervals at parity was {glue:text}`abl_mean_stall:.0%` and {glue:text}`abl_flatten_stall:.0%`.
 # {glue:text}`abl_verdict`
 
-# %% tags=["remove-input"]
+# %% tags=["hide-input"]
 # one point per distinct training state (a chunk that found training finished repeats the last)
 progress = list({p["images_seen"]: p for p in progress}.values())
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.3))
+fig, axes = plt.subplots(1, 3, figsize=(9, 3))
 seen = [p["images_seen"] for p in progress]
 axes[0].plot(seen, [p["fid"] for p in progress], "o-", label="FID")
 axes[0].plot(seen, [p["fid_floor"] for p in progress], "--", color="grey", label="floor")
 axes[0].set_yscale("log")
-axes[0].set_xlabel("real images shown to D")
 axes[0].set_ylabel("FID")
 axes[0].legend(frameon=False, fontsize=8)
-axes[1].plot(seen, [p["recall"] for p in progress], "o-", label="recall")
 axes[1].plot(seen, [p["precision"] for p in progress], "s-", label="precision")
-axes[1].plot(seen, [p["kid"] * 100 for p in progress], "^-", label="KID x 100")
-axes[1].set_xlabel("real images shown to D")
+axes[1].plot(seen, [p["recall"] for p in progress], "o-", label="recall")
+axes[1].set_ylim(0, 1)
+axes[1].set_ylabel("precision, recall")
 axes[1].legend(frameon=False, fontsize=8)
+axes[2].plot(seen, [p["kid"] for p in progress], "^-", color="tab:red")
+axes[2].set_yscale("log")
+axes[2].set_ylabel("KID")
 for ax in axes:
+    ax.set_xlabel("real images shown to D")
     ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
 fig.tight_layout()
 glue("fig_gan_progress", fig, display=False)
@@ -328,41 +402,58 @@ glue("progress_n", int(n_progress), display=False)
 # ```{glue:figure} fig_gan_progress
 # :name: fig-gan-progress
 #
-# Quality of the EMA generator during training ({glue:text}`progress_n:,d` samples per point):
-# FID with its real-data floor, precision, recall and KID.
+# Quality of the EMA generator during training ({glue:text}`progress_n:,d` samples per point),
+# each metric on its own axis: FID with its real-data floor (log scale), precision and recall
+# (between 0 and 1), and KID (log scale).
 # ```
 #
-# ## The reverse chain, step by step
+# ## Samples and the reverse chain, step by step
 
-# %% tags=["remove-input"]
+# %% tags=["hide-input"]
+# the 8 x 8 grid the cache stored with the final evaluation, at twice its size
+glue("fig_gan_samples", grid_image(result.file("samples.png"), scale=2), display=False)
+
+# %% [markdown]
+# ```{glue:figure} fig_gan_samples
+# :name: fig-gan-samples
+#
+# 64 samples of the final EMA generator ($T = $ {glue:text}`gan_T` steps), from its evaluation
+# set, shown at twice their size.
+# ```
+
+# %% tags=["hide-input"]
 generator = ddgan.load_generator(result.file(ddgan.GENERATOR_FILE))  # on the picked device
 device = next(generator.parameters()).device
 diffusion = ddgan.make_ddgan_diffusion(cfg["ddgan_timesteps"])
 _, _, chain = ddgan.ddgan_sample(generator, diffusion, 8, cfg["ddgan_nz"], seed=cfg["seed"],
                                  device=device, return_chain=True)
 T = cfg["ddgan_timesteps"]
-fig, axes = plt.subplots(8, T + 1, figsize=(1.1 * (T + 1), 8.8))
-for row in range(8):
-    for col in range(T + 1):
-        axes[row, col].imshow(chain[col, row, 0].clamp(-1, 1), cmap="gray", vmin=-1, vmax=1)
-        axes[row, col].set_axis_off()
-        if row == 0:
-            axes[row, col].set_title(f"$x_{{{T - col}}}$" if col < T else "$x_0$", fontsize=9)
-fig.tight_layout()
-glue("fig_gan_chain", fig, display=False)
-plt.close(fig)
+fig, axes = plt.subplots(T + 1, 8, figsize=(6.4, 0.8 * (T + 1)), squeeze=False)
+for row in range(T + 1):  # one row per state, x_T at the top
+    for col in range(8):  # one column per chain
+        axes[row, col].imshow(chain[row, col, 0].clamp(-1, 1), cmap="gray", vmin=-1, vmax=1,
+                              interpolation="nearest")
+        axes[row, col].set_xticks([])
+        axes[row, col].set_yticks([])
+        for spine in axes[row, col].spines.values():
+            spine.set_visible(False)
+    axes[row, 0].set_ylabel(f"$x_{{{T - row}}}$", rotation=0, ha="right", va="center",
+                            fontsize=10)
+fig.tight_layout(h_pad=0.3, w_pad=0.3)
+glue("fig_gan_chain", figure_png(fig), display=False)
 
 # %% [markdown]
 # ```{glue:figure} fig_gan_chain
 # :name: fig-gan-chain
 #
-# Eight reverse chains of the trained model: pure noise, then the state after each of the
-# $T$ steps. Each step predicts $x_0$ and re-noises it to the next, smaller noise level.
+# Eight reverse chains of the trained model, one per column: pure noise $x_T$ at the top, then
+# the state after each of the $T$ steps. Each step predicts $x_0$ and re-noises it to the next,
+# smaller noise level.
 # ```
 #
 # ## Against DDPM: quality, diversity and speed
 
-# %% tags=["remove-cell"]
+# %% tags=["hide-input"]
 grid = ddpm_fig1(cfg)
 rows = {(r.config["sampler"], r.config["steps"]): r.metrics for r in grid}
 ddpm_full = rows.get(("ancestral", max(cfg["ddpm_step_grid"])))
@@ -376,6 +467,12 @@ glue("gan_fid_grid_n", float(gan_fid_grid_n), display=False)
 glue("grid_n", int(grid_n if n_progress == grid_n else final["n_samples"]), display=False)
 speed_result = sampling_speed(cfg)
 speed = speed_result.metrics
+glue("speed_wall_s", float(speed_result.manifest["wall_time_s"]), display=False)
+glue("speed_run_device", device_label(speed_result.manifest), display=False)
+gan_cost = cost([result, *ablation.values(), speed_result])
+glue("gan_where", gan_cost["where"], display=False)
+glue("gan_source", gan_cost["source"], display=False)
+glue("ddpm_device_here", cost(grid + [ddpm_model(cfg)])["devices"], display=False)
 K_max = max(cfg["ddpm_step_grid"])
 ratio = speed["speedup_vs_ddpm_last"]
 glue("speed_device", speed["ddgan"]["device_name"], display=False)
@@ -408,23 +505,28 @@ if ddpm100:  # the number, for sweeps; only where K = 100 is in this profile's g
 # the prose's text: the number, or "n/a"
 glue("ddpm100_fid_text", f"{ddpm100['fid']:.2f}" if ddpm100 else "n/a", display=False)
 
-# %% tags=["remove-input"]
+# %% tags=["hide-input"]
 table = [("DDGAN", f"T = {T}", final, speed["ddgan"]),
          ("DDPM, ancestral", f"K = {K_max}", ddpm_full, speed[f"ddpm_{K_max}"]),
          ("DDPM, ancestral", "K = 100", rows.get(("ancestral", 100)), speed.get("ddpm_100"))]
 if match:
     table.append(("DDIM", f"K = {match[0]}", match[1], None))
-lines = ["| model | steps | FID | recall | precision | NFE | ms / image | FID samples |",
-         "|---|---|---:|---:|---:|---:|---:|---:|"]
+lines = ["| model | steps = NFE | FID | recall | precision | ms / image | n |",
+         "|---|---|---:|---:|---:|---:|---:|"]
 for name, steps_text, m, timing in table:
     if m is None:
         continue
-    ms = f"{timing['seconds_per_image'] * 1e3:.2f}" if timing else "see Fig. 1"
+    ms = f"{timing['seconds_per_image'] * 1e3:,.2f}" if timing else "not timed"
     lines.append(
         f"| {name} | {steps_text} | {m['fid']:.2f} | {m['recall']:.3f} | {m['precision']:.3f} "
-        f"| {m['nfe']} | {ms} | {m['n_samples']:,} |"
+        f"| {ms} | {m['n_samples']:,} |"
     )
 display(Markdown("\n".join(lines)))
+
+# %% [markdown]
+# n: samples of the FID evaluation. ms / image: sampling time on {glue:text}`speed_device`
+# ({glue:text}`speed_threads` threads), measured as described below; DDIM's row was not timed
+# on this device.
 
 # %% [markdown]
 # DDGAN with $T =$ {glue:text}`gan_T` reaches FID {glue:text}`gan_fid:.2f` (recall
@@ -449,8 +551,13 @@ display(Markdown("\n".join(lines)))
 # ({glue:text}`g_params_millions:.2f` M) was trained for {glue:text}`gan_steps:,d` generator
 # steps in {glue:text}`gan_minutes:.1f` minutes on {glue:text}`gan_device`, and its training sat
 # at the discriminator-generator parity described above in {glue:text}`gan_stall:.0%` of the
-# logging intervals; the DDPM it is compared with was trained on the device named in the
-# previous chapter. The speed ratio does not depend on training; the FID gap does, and a longer
+# logging intervals; the DDPM it is compared with was trained and evaluated on
+# {glue:text}`ddpm_device_here`. The speed ratio does not depend on training; the FID gap does, and a longer
 # run (`--set ddgan_train_steps=...`) or the `full` profile is where DDGAN's quality should be
 # judged.
 # ```
+
+# %% tags=["hide-input"]
+# what executing this page cost (shown in the box at the top)
+glue("chapter_seconds", float(time.perf_counter() - chapter_start), display=False)
+glue("chapter_device", machine_label(), display=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import jupytext
@@ -71,6 +72,10 @@ def test_smoke_book_builds_strictly_and_passes_the_browser_check(tmp_path):
                     if "injected-parameters" in c["metadata"].get("tags", [])]
         assert injected and "hide-input" in injected[0]["metadata"]["tags"]
         assert '"smoke"' in "".join(injected[0]["source"])
+    # MathJax is served by the book: the real pages are checked offline, nothing rewritten
+    assert (html / "_static" / "mathjax" / "tex-mml-chtml.js").is_file()
+    remote_mathjax = re.compile(r'<script[^>]*src="https?://[^"]*mathjax', re.IGNORECASE)
+    assert not any(remote_mathjax.search(page.read_text()) for page in html.rglob("*.html"))
     checked, problems = browsercheck.check_book(
         html, screenshots={SOURCES[0].stem: tmp_path / "chapter.png"})
     assert len(checked) >= len(SOURCES) + 2
