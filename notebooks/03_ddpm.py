@@ -50,6 +50,21 @@
 # a respaced chain {cite:p}`nichol2021improved` and the deterministic DDIM sampler
 # {cite:p}`song2021ddim`.
 
+# %% tags=["hide-cell"]
+# Opened on Colab or Binder, where this project is not installed: install it and the data first.
+import importlib.util
+import os
+import subprocess
+import sys
+
+if importlib.util.find_spec("ddgan_core") is None and (
+    "google.colab" in sys.modules or "BINDER_SERVICE_HOST" in os.environ
+):
+    repository = "git+https://github.com/ddgan-executable-paper/ddgan-book"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"ddgan-core[book] @ {repository}"],
+                   check=True)
+    subprocess.run([sys.executable, "-m", "ddgan_core", "data", "--download"], check=True)
+
 # %% tags=["parameters", "hide-input"]
 profile = "cpu"
 seed = None
