@@ -241,9 +241,9 @@ def _train_ddgan(profile: dict, args: argparse.Namespace) -> int:
     ddgan.make_generator(profile)  # shapes checked before any work
     ddgan.make_discriminator(profile)
     if args.out:
-        config = {"seed": profile["seed"],
-                  **{k: v for k, v in profile.items() if k.startswith("ddgan_")}}
-        metrics = ddgan.train_ddgan(config, args.out, device=args.device)
+        metrics = ddgan.train_ddgan(ddgan.training_config(profile), args.out, device=args.device,
+                                    checkpoint_every=profile["ddgan_checkpoint_every"],
+                                    log_every=profile["ddgan_log_every"] or None)
         checkpoint = args.out / ddgan.GENERATOR_FILE
     else:
         result = ddgan_model(profile, ResultCache(args.cache_dir, read_committed=True))

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from . import ddgan
 from .cache import Result, ResultCache, write_json_atomic
 from .checkpoint import find_model_file
 from .device import pick_device, synchronize
@@ -36,7 +37,7 @@ VERSIONS = {
     "sampling_speed": 1,
 }
 #: Profile keys that never enter a key: how often state is saved or logged.
-CADENCE_KEYS = ("ddpm_checkpoint_every", "ddgan_checkpoint_every", "ddgan_log_every")
+CADENCE_KEYS = ("ddpm_checkpoint_every", *ddgan.CADENCE_KEYS)
 
 
 def _keyed(name: str, profile: dict[str, Any], **settings: Any) -> dict[str, Any]:
@@ -174,13 +175,19 @@ def ddgan_progress_samples(profile: dict[str, Any]) -> int:
 
 
 def _ddgan_config(name: str, profile: dict[str, Any]) -> dict[str, Any]:
-    """The configuration (cache key) of a DDGAN run of experiment ``name``: seed, every ddgan_
-    key but the checkpoint cadence, and the evaluation settings (sample count, and the batch
+    """The configuration (cache key) of a DDGAN run of experiment ``name``: its
+    :func:`ddgan.training_config` and the evaluation settings (sample count, and the batch
     size, since sampling is seeded per batch)."""
-    return _keyed(name, profile, seed=profile["seed"], fid_samples=profile["fid_samples"],
-                  eval_batch_size=profile["eval_batch_size"],
-                  **{k: profile[k] for k in sorted(profile)
-                     if k.startswith("ddgan_") and k not in CADENCE_KEYS})
+    from . import ddgan
+
+    return _keyed(name, profile, fid_samples=profile["fid_samples"],
+                  eval_batch_size=profile["eval_batch_size"], **ddgan.training_config(profile))
+
+
+def _ddgan_cadence(profile: dict[str, Any]) -> dict[str, int | None]:
+    """How often a DDGAN run checkpoints and logs (``train_ddgan`` arguments; not in keys)."""
+    return {"checkpoint_every": profile["ddgan_checkpoint_every"],
+            "log_every": profile["ddgan_log_every"] or None}
 
 
 def _ddgan_sampler(generator, diffusion, config, device, seed: int):
@@ -222,7 +229,7 @@ def ddgan_model(profile: dict[str, Any], cache: ResultCache | None = None) -> Re
                 continue
             # stop_after is the run's step count: a resumed run stops at the same target
             metrics = ddgan.train_ddgan(config, workdir, device=device, stop_after=target,
-                                        checkpoint_every=profile["ddgan_checkpoint_every"])
+                                        **_ddgan_cadence(profile))
             generator = (ddgan.load_generator(workdir / ddgan.GENERATOR_FILE, device)
                          if metrics["finished"]
                          else ddgan.ema_generator_from_checkpoint(workdir, device))
@@ -233,7 +240,7 @@ def ddgan_model(profile: dict[str, Any], cache: ResultCache | None = None) -> Re
             write_json_atomic(progress_file, progress)
         if not metrics:  # every chunk was done before an interruption: reload the trainer state
             metrics = ddgan.train_ddgan(config, workdir, device=device,
-                                        checkpoint_every=profile["ddgan_checkpoint_every"])
+                                        **_ddgan_cadence(profile))
         generator = ddgan.load_generator(workdir / ddgan.GENERATOR_FILE, device)
         final = _evaluate_sampler(sampler(generator, config["seed"] + 1), config["fid_samples"],
                                   device, workdir)

@@ -417,3 +417,19 @@ def test_upgrade_entry_refuses_a_bad_entry(tmp_path, defect):
         upgrade_entry(result.path)
     assert (result.path / "manifest.json").read_bytes() == manifest
     assert cache.load("exp", {"n": 1}) is None
+
+
+def test_rekey_entry_moves_an_entry_and_records_what_changed(tmp_path):
+    """A key rule change (a setting added or removed) moves the entry, contents unchanged."""
+    from ddgan_core.cache import check_entry, rekey_entry
+
+    cache = ResultCache(tmp_path)
+    old = cache.load_or_run("exp", {"n": 1, "every": 5}, lambda w, c: {"value": 2})
+    moved = rekey_entry(old.path, {"n": 1, "version": 1}, "why")
+    assert not old.path.exists() and moved.name == config_key("exp", {"n": 1, "version": 1})
+    check_entry(moved)
+    found = cache.load("exp", {"n": 1, "version": 1})
+    assert found is not None and found.metrics == {"value": 2}
+    record = found.manifest["rekeyed"][-1]
+    assert record["from_key"] == old.key and record["note"] == "why"
+    assert record["added"] == {"version": 1} and record["removed"] == {"every": 5}

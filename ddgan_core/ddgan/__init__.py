@@ -31,6 +31,7 @@ from .sampler import (
 from .sampler import _arch as _arch  # the ARCH_KEYS values of a config (tests use it)
 from .trainer import (
     ADAM_BETAS,
+    CADENCE_KEYS,
     CHECKPOINT_FORMAT,
     LN4,
     DDGANTrainer,
@@ -46,10 +47,12 @@ from .trainer import (
     stall_fraction,
     train_ddgan,
     trained_steps,
+    training_config,
 )
 
 __all__ = [
     "ADAM_BETAS",
+    "CADENCE_KEYS",
     "ARCH_KEYS",
     "CHECKPOINT_FORMAT",
     "GENERATOR_FILE",
@@ -79,4 +82,5 @@ __all__ = [
     "stall_fraction",
     "train_ddgan",
     "trained_steps",
+    "training_config",
 ]

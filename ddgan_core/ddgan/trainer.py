@@ -409,6 +409,19 @@ class HistoryLogger:
 # --------------------------------------------------------------------------------------------
 
 
+#: Profile keys that only say how often state is saved or logged: not part of a run's identity.
+CADENCE_KEYS = ("ddgan_checkpoint_every", "ddgan_log_every")
+
+
+def training_config(profile: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of a resolved profile that determine a trained DDGAN (as
+    :func:`ddgan_core.ddpm.training_config` for DDPM): the seed and every ``ddgan_`` key but the
+    cadences, which go to :func:`train_ddgan` as ``checkpoint_every`` / ``log_every``."""
+    return {"seed": profile["seed"],
+            **{k: profile[k] for k in sorted(profile)
+               if k.startswith("ddgan_") and k not in CADENCE_KEYS}}
+
+
 def _log_every(total: int) -> int:
     return max(1, min(50, total // 50))
 
