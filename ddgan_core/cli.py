@@ -143,6 +143,8 @@ def run_eval(args: argparse.Namespace) -> int:
     from .metrics import evaluate
 
     evaluate.check_positive("--k ", args.k, "the number of nearest neighbours")
+    if args.bootstrap == 1 or args.bootstrap < 0:
+        raise ValueError(f"--bootstrap {args.bootstrap}: must be 0 (none) or >= 2 resamples")
     if args.n is not None:
         evaluate.check_positive("--n ", args.n, "the number of images")
     if not Path(args.samples).exists():
@@ -152,6 +154,7 @@ def run_eval(args: argparse.Namespace) -> int:
         result = evaluate.evaluate_samples(
             args.samples, n=args.n, k=args.k, device=args.device, inception=args.inception,
             cache_dir=args.cache_dir, value_range=args.value_range,
+            bootstrap=args.bootstrap, second_extractor=args.second_extractor,
         )
     except ValueError as err:  # name the options as the command line spells them
         renamed = evaluate._cli_names(str(err))
@@ -207,6 +210,9 @@ def _train_model(args: argparse.Namespace) -> int:
 
         pick_device(args.device)  # a bad device fails here, before any work
     if args.model == "ddpm":
+        if args.equal_budget and args.out is not None:
+            raise ValueError("--equal-budget trains the cached model of the DDGAN chapter's "
+                             "comparison; it cannot be combined with --out")
         return _train_ddpm(profile, args)
     return _train_ddgan(profile, args)
 
@@ -215,7 +221,7 @@ def _train_ddpm(profile: dict, args: argparse.Namespace) -> int:
     from . import ddpm
     from .cache import ResultCache
     from .checkpoint import find_model_file
-    from .experiments import ddpm_model
+    from .experiments import ddpm_budget_model, ddpm_model
 
     ddpm.make_diffusion(profile)  # a schedule with beta = 1 (e.g. linear, T = 20) fails here
     ddpm.make_model(profile)
@@ -224,7 +230,8 @@ def _train_ddpm(profile: dict, args: argparse.Namespace) -> int:
                                   checkpoint_every=profile["ddpm_checkpoint_every"])
         checkpoint = args.out / ddpm.MODEL_FILE
     else:
-        result = ddpm_model(profile, ResultCache(args.cache_dir, read_committed=True))
+        experiment = ddpm_budget_model if args.equal_budget else ddpm_model
+        result = experiment(profile, ResultCache(args.cache_dir, read_committed=True))
         metrics, checkpoint = result.metrics, find_model_file(result.path, "ddpm")
     print(f"trained {metrics['train_steps']} steps ({metrics['images_seen']:,} images) in "
           f"{metrics['train_seconds']:.0f} s; final loss {metrics['final_loss']:.4f}")
@@ -427,6 +434,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         parser.add_argument("--cache-dir", type=Path,
                             help=CACHE_HELP)
         parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
+        if name == "ddpm":
+            parser.add_argument(
+                "--equal-budget", action="store_true",
+                help="the DDPM of the DDGAN chapter's comparison: trained for the profile's "
+                "budget_minutes with budget_threads threads (as train ddgan is when the "
+                "profile has a budget) instead of ddpm_train_steps")
 
 
 def _add_train_classifier(models: argparse._SubParsersAction) -> None:
@@ -511,6 +524,12 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "x * 2 - 1 (floats all in [0, 1] are refused as ambiguous without --range 01; "
         "uint8 images are always 0..255)",
     )
+    parser.add_argument("--bootstrap", type=int, default=0,
+                        help="95%% intervals from this many resamples of the generated images "
+                        "(default: 0, none; the book uses 200)")
+    parser.add_argument("--second-extractor", action="store_true",
+                        help="also report every metric under the independent second "
+                        "extractor (fmnist-cnn-b)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--inception", default=None,
                         help="Inception weights file or folder (default: $DDGAN_INCEPTION_WEIGHTS)")

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from . import ddgan
+from .budget import num_threads, planned_steps
 from .cache import Result, ResultCache, write_json_atomic
 from .checkpoint import find_model_file
 from .device import pick_device, synchronize
@@ -32,9 +33,11 @@ VERSIONS = {
     "dataset_statistics": 1,
     "ddpm_model": 1,
     "ddpm_grid_point": 1,
-    "ddgan_model": 1,
-    "ddgan_head_ablation": 1,
-    "sampling_speed": 1,
+    "ddpm_budget_model": 1,
+    "ddgan_model": 2,
+    "comparison_point": 1,
+    "r1_convention_run": 1,
+    "speed_comparison": 1,
 }
 #: Profile keys that never enter a key: how often state is saved or logged.
 CADENCE_KEYS = ("ddpm_checkpoint_every", *ddgan.CADENCE_KEYS)
@@ -89,6 +92,65 @@ def ddpm_model(profile: dict[str, Any], cache: ResultCache | None = None) -> Res
         return metrics
 
     return (cache or ResultCache()).load_or_run("ddpm_model", config, compute)
+
+
+def budgeted(profile: dict[str, Any]) -> bool:
+    """Whether ``profile`` trains the equal-compute models for ``budget_minutes`` of wall time
+    (else for their ``*_train_steps``)."""
+    return float(profile["budget_minutes"]) > 0
+
+
+def _budget_settings(profile: dict[str, Any], steps_key: str,
+                     settings: dict[str, Any]) -> dict[str, Any]:
+    """A training configuration's key under a wall-clock budget: the step count (unknown until
+    calibrated on the device) gives way to the minutes, the threads and the device type."""
+    if not budgeted(profile):
+        return settings
+    settings = {k: v for k, v in settings.items() if k != steps_key}
+    return {**settings, "budget_minutes": float(profile["budget_minutes"]),
+            "budget_threads": int(profile["budget_threads"]), "device": pick_device().type}
+
+
+def _budget_plan(train, config: dict[str, Any], steps_key: str,
+                 workdir: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The configuration a run trains with (its step count calibrated to the budget when the
+    key has one, :func:`~ddgan_core.budget.planned_steps`) and the plan (None without one)."""
+    if "budget_minutes" not in config:
+        return dict(config), None
+    plan = planned_steps(train, config, steps_key, 60.0 * config["budget_minutes"], workdir)
+    return {**config, steps_key: int(plan["steps"])}, plan
+
+
+def ddpm_budget_model(profile: dict[str, Any], cache: ResultCache | None = None) -> Result:
+    """The DDPM of the equal-compute comparison: the chapter-3 network and recipe trained on this
+    device for ``budget_minutes`` with ``budget_threads`` threads, as :func:`ddgan_model` is
+    (with ``budget_minutes = 0``: for ``ddpm_train_steps``). The learning-rate schedule spans the
+    calibrated step count; the metrics record the plan and the seconds actually spent."""
+    from . import ddpm
+
+    settings = _budget_settings(profile, "ddpm_train_steps", ddpm.training_config(profile))
+    config = _keyed("ddpm_budget_model", profile, **settings)
+
+    def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
+        device = pick_device()
+
+        def train(run: dict[str, Any], where: Path, **kwargs: Any) -> dict[str, Any]:
+            return ddpm.train_ddpm(run, where, device=device, **kwargs)
+
+        with num_threads(int(config.get("budget_threads", 0))):
+            run, plan = _budget_plan(train, config, "ddpm_train_steps", workdir)
+            metrics = train(run, workdir, checkpoint_every=profile["ddpm_checkpoint_every"])
+            if not metrics["finished"]:
+                raise TrainingPaused(f"DDPM training stopped at step {metrics['train_steps']}; "
+                                     "asking for this entry again resumes it")
+            model, diffusion = ddpm.load_model(workdir / ddpm.MODEL_FILE, device)
+            images, _ = ddpm.ddpm_sample(model, diffusion, 64, 100, "ancestral",
+                                         seed=config["seed"], device=device)
+        save_grid(images, workdir / "samples.png", nrow=8)
+        (workdir / "budget.json").unlink(missing_ok=True)
+        return {**metrics, "budget": plan}
+
+    return (cache or ResultCache()).load_or_run("ddpm_budget_model", config, compute)
 
 
 def ddpm_grid_point(
@@ -149,8 +211,10 @@ def check_deadline(what: str) -> None:
         raise DeadlineReached(f"time budget spent before {what}")
 
 
-def _evaluate_sampler(sample, n: int, device: torch.device, workdir: Path | None) -> dict:
-    """Sample ``n`` images with ``sample(n) -> (images, nfe)``, time it, and run every metric."""
+def _evaluate_sampler(sample, n: int, device: torch.device, workdir: Path | None,
+                      **evaluate: Any) -> dict:
+    """Sample ``n`` images with ``sample(n) -> (images, nfe)``, time it, and run every metric
+    (``evaluate``: keywords of :func:`~ddgan_core.metrics.evaluate.evaluate_samples`)."""
     from .metrics.evaluate import evaluate_samples
 
     synchronize(device)
@@ -160,7 +224,7 @@ def _evaluate_sampler(sample, n: int, device: torch.device, workdir: Path | None
     seconds = time.perf_counter() - start
     if workdir is not None:
         save_grid(images[:64], workdir / "samples.png", nrow=8)
-    metrics = evaluate_samples(images, device=device)
+    metrics = evaluate_samples(images, device=device, **evaluate)
     metrics.pop("timings_s", None)
     metrics.update(nfe=nfe, sampling_seconds=seconds, seconds_per_image=seconds / n)
     return metrics
@@ -174,14 +238,18 @@ def ddgan_progress_samples(profile: dict[str, Any]) -> int:
     return max(profile["fid_samples"] // 4, 200)
 
 
-def _ddgan_config(name: str, profile: dict[str, Any]) -> dict[str, Any]:
+def _ddgan_config(name: str, profile: dict[str, Any], budget: bool = True) -> dict[str, Any]:
     """The configuration (cache key) of a DDGAN run of experiment ``name``: its
-    :func:`ddgan.training_config` and the evaluation settings (sample count, and the batch
-    size, since sampling is seeded per batch)."""
+    :func:`ddgan.training_config` (under the profile's wall-clock budget when ``budget`` and the
+    profile has one) and the evaluation settings (sample count, and the batch size, since
+    sampling is seeded per batch)."""
     from . import ddgan
 
+    settings = ddgan.training_config(profile)
+    if budget:
+        settings = _budget_settings(profile, "ddgan_train_steps", settings)
     return _keyed(name, profile, fid_samples=profile["fid_samples"],
-                  eval_batch_size=profile["eval_batch_size"], **ddgan.training_config(profile))
+                  eval_batch_size=profile["eval_batch_size"], **settings)
 
 
 def _ddgan_cadence(profile: dict[str, Any]) -> dict[str, int | None]:
@@ -201,8 +269,11 @@ def _ddgan_sampler(generator, diffusion, config, device, seed: int):
 def ddgan_model(profile: dict[str, Any], cache: ResultCache | None = None) -> Result:
     """Train the DDGAN of ``profile``; FID/KID/recall of the EMA generator along the way.
 
-    Training runs in :data:`DDGAN_PROGRESS` chunks; after each, the EMA generator is evaluated
-    on ``fid_samples // 4`` samples (``progress`` in the metrics). The final generator is
+    With ``budget_minutes > 0`` it trains for that many minutes on this device with
+    ``budget_threads`` threads (the step count calibrated first, :mod:`ddgan_core.budget`): the
+    DDGAN half of the equal-compute pair with :func:`ddpm_budget_model`. Training runs in
+    :data:`DDGAN_PROGRESS` chunks; after each, the EMA generator is evaluated on
+    ``fid_samples // 4`` samples (``progress`` in the metrics). The final generator is
     evaluated with ``fid_samples`` samples and timed.
     """
     from . import ddgan
@@ -210,128 +281,225 @@ def ddgan_model(profile: dict[str, Any], cache: ResultCache | None = None) -> Re
     config = _ddgan_config("ddgan_model", profile)
 
     def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
-        from .metrics.features import CHECKPOINT_SHA256
-
-        total = int(config["ddgan_train_steps"])
-        diffusion = ddgan.make_ddgan_diffusion(config["ddgan_timesteps"])
         device = pick_device()
-        n_progress = ddgan_progress_samples(config)
 
-        def sampler(generator, seed):
-            return _ddgan_sampler(generator, diffusion, config, device, seed)
+        def train(run: dict[str, Any], where: Path, **kwargs: Any) -> dict[str, Any]:
+            return ddgan.train_ddgan(run, where, device=device, **kwargs)
 
-        progress_file = workdir / "progress.json"
-        progress = _read_progress(progress_file)
-        metrics: dict[str, Any] = {}
-        for fraction in DDGAN_PROGRESS:
-            target = max(1, round(fraction * total))
-            if any(p["step"] == target for p in progress):
-                continue
-            # stop_after is the run's step count: a resumed run stops at the same target
-            metrics = ddgan.train_ddgan(config, workdir, device=device, stop_after=target,
-                                        **_ddgan_cadence(profile))
-            generator = (ddgan.load_generator(workdir / ddgan.GENERATOR_FILE, device)
-                         if metrics["finished"]
-                         else ddgan.ema_generator_from_checkpoint(workdir, device))
-            point = _evaluate_sampler(sampler(generator, config["seed"]), n_progress, device, None)
-            progress.append({"step": target, "images_seen": metrics["images_seen"],
-                             **{k: point[k] for k in ("fid", "kid", "precision", "recall",
-                                                      "density", "coverage", "fid_floor")}})
-            write_json_atomic(progress_file, progress)
-        if not metrics:  # every chunk was done before an interruption: reload the trainer state
-            metrics = ddgan.train_ddgan(config, workdir, device=device,
-                                        **_ddgan_cadence(profile))
-        generator = ddgan.load_generator(workdir / ddgan.GENERATOR_FILE, device)
-        final = _evaluate_sampler(sampler(generator, config["seed"] + 1), config["fid_samples"],
-                                  device, workdir)
-        (workdir / "checkpoint.pt").unlink(missing_ok=True)
-        progress_file.unlink(missing_ok=True)
-        return {"train": metrics, "progress": progress, "final": final,
-                "extractor": CHECKPOINT_SHA256}
+        with num_threads(int(config.get("budget_threads", 0))):
+            run, plan = _budget_plan(train, config, "ddgan_train_steps", workdir)
+            metrics = _train_ddgan_with_progress(run, workdir, device, train,
+                                                 _ddgan_cadence(profile))
+        (workdir / "budget.json").unlink(missing_ok=True)
+        return {**metrics, "budget": plan}
 
     return (cache or ResultCache()).load_or_run("ddgan_model", config, compute)
 
 
-DISCRIMINATOR_HEADS = ("mean", "flatten")
+def _train_ddgan_with_progress(config: dict[str, Any], workdir: Path, device: torch.device,
+                               train, cadence: dict[str, int | None]) -> dict[str, Any]:
+    """Train in :data:`DDGAN_PROGRESS` chunks, evaluating the EMA generator after each on
+    :func:`ddgan_progress_samples` samples; then evaluate the final generator on
+    ``fid_samples`` samples (timed, a sample grid saved)."""
+    from .metrics.features import CHECKPOINT_SHA256
+
+    total = int(config["ddgan_train_steps"])
+    diffusion = ddgan.make_ddgan_diffusion(config["ddgan_timesteps"])
+    n_progress = ddgan_progress_samples(config)
+
+    def sampler(generator, seed):
+        return _ddgan_sampler(generator, diffusion, config, device, seed)
+
+    progress_file = workdir / "progress.json"
+    progress = _read_progress(progress_file)
+    metrics: dict[str, Any] = {}
+    for fraction in DDGAN_PROGRESS:
+        target = max(1, round(fraction * total))
+        if any(p["step"] == target for p in progress):
+            continue
+        # stop_after is the run's step count: a resumed run stops at the same target
+        metrics = train(config, workdir, stop_after=target, **cadence)
+        generator = (ddgan.load_generator(workdir / ddgan.GENERATOR_FILE, device)
+                     if metrics["finished"]
+                     else ddgan.ema_generator_from_checkpoint(workdir, device))
+        point = _evaluate_sampler(sampler(generator, config["seed"]), n_progress, device, None)
+        progress.append({"step": target, "images_seen": metrics["images_seen"],
+                         **{k: point[k] for k in ("fid", "kid", "precision", "recall",
+                                                  "density", "coverage", "fid_floor")}})
+        write_json_atomic(progress_file, progress)
+    if not metrics:  # every chunk was done before an interruption: reload the trainer state
+        metrics = train(config, workdir, **cadence)
+    generator = ddgan.load_generator(workdir / ddgan.GENERATOR_FILE, device)
+    final = _evaluate_sampler(sampler(generator, config["seed"] + 1), config["fid_samples"],
+                              device, workdir)
+    (workdir / "checkpoint.pt").unlink(missing_ok=True)
+    progress_file.unlink(missing_ok=True)
+    return {"train": metrics, "progress": progress, "final": final,
+            "extractor": CHECKPOINT_SHA256}
 
 
-def ddgan_head_ablation(profile: dict[str, Any], cache: ResultCache | None = None) -> list[Result]:
-    """Short DDGAN runs that differ only in the discriminator's head (``mean``, ``flatten``).
-
-    Each run is the profile's DDGAN cut to ``head_ablation_steps`` generator steps (the cosine
-    learning-rate decay spans the short run), with an EMA decay of 0.99 so that the evaluated
-    EMA generator reflects those few steps. Metrics: the training history (logged every
-    ``max(1, steps // 60)`` steps: losses, the logit gap, R1) and FID/KID/PR of
-    ``fid_samples // 2`` samples. One cache entry per head.
+def r1_convention_study(profile: dict[str, Any], cache: ResultCache | None = None,
+                        conventions: tuple[str, ...] | None = None) -> list[Result]:
+    """The profile's DDGAN trained for ``r1_study_steps`` generator steps (not a time budget)
+    under each lazy-R1 convention (:data:`ddgan.R1_CONVENTIONS`), nothing else changed: the
+    discriminator's state (:func:`ddgan.discriminator_state`) and FID/recall of the EMA
+    generator (EMA decay 0.99, as the run is short) on ``fid_samples`` samples. One entry each
+    (``conventions``: only these, e.g. one per process to run them side by side).
     """
-    from . import ddgan
-
     cache = cache or ResultCache()
-    steps = int(profile["head_ablation_steps"])
-    base = {**_ddgan_config("ddgan_head_ablation", profile), "head_ablation_steps": steps,
-            "ddgan_train_steps": steps, "ddgan_ema_decay": 0.99}
+    steps = int(profile["r1_study_steps"])
+    base = {**_ddgan_config("r1_convention_run", profile, budget=False),
+            "r1_study_steps": steps, "ddgan_train_steps": steps, "ddgan_ema_decay": 0.99}
 
     def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
-        n_eval = max(config["fid_samples"] // 2, 200)
         device = pick_device()
-        train = ddgan.train_ddgan(config, workdir, device=device,
-                                  log_every=max(1, steps // 60), progress=False,
-                                  checkpoint_every=max(1, steps // 4))
+        train = ddgan.train_ddgan(config, workdir, device=device, log_every=max(1, steps // 50),
+                                  progress=False, checkpoint_every=max(1, steps // 4))
         generator = ddgan.load_generator(workdir / ddgan.GENERATOR_FILE, device)
         diffusion = ddgan.make_ddgan_diffusion(config["ddgan_timesteps"])
         final = _evaluate_sampler(
             _ddgan_sampler(generator, diffusion, config, device, config["seed"] + 1),
-            n_eval, device, workdir)
+            config["fid_samples"], device, workdir)
         (workdir / "checkpoint.pt").unlink(missing_ok=True)
-        return {"train": train, "final": final}
+        return {"train": train, "final": final,
+                "discriminator": ddgan.discriminator_state(train["history"])}
 
     results = []
-    for head in DISCRIMINATOR_HEADS:
-        check_deadline(f"ddgan_head_ablation head={head}")
-        results.append(cache.load_or_run("ddgan_head_ablation", {**base, "ddgan_d_head": head},
-                                         compute))
+    for convention in conventions or ddgan.R1_CONVENTIONS:
+        check_deadline(f"r1_convention_run {convention}")
+        results.append(cache.load_or_run(
+            "r1_convention_run", {**base, "ddgan_r1_convention": convention}, compute))
     return results
 
 
-def sampling_speed(profile: dict[str, Any], cache: ResultCache | None = None) -> Result:
-    """Seconds per image of DDGAN (T steps) and DDPM (every K of the grid's extremes) on one
-    device, with the speed harness (warm-up, median of repeats, synchronised), same batch size.
+#: The methods of chapter 4's comparison: DDGAN and the DDPM of the same budget (both trained on
+#: this device), and the DDPM of chapter 3 as a separately labelled reference.
+COMPARISON_METHODS = ("ddgan", "ddpm", "ddpm_reference")
 
-    The trained networks of :func:`ddpm_model` and :func:`ddgan_model` are timed; the ratio
-    DDPM-1000 / DDGAN is the headline speed-up.
+
+def comparison_point(profile: dict[str, Any], method: str, sampler: str = "ddgan",
+                     steps: int = 0, cache: ResultCache | None = None) -> Result:
+    """One row of chapter 4's comparison: ``fid_samples`` images of ``method`` (see
+    :data:`COMPARISON_METHODS`; DDPM with ``sampler`` "ancestral" or "ddim" and ``steps``
+    steps), every metric with a bootstrap interval over the samples
+    (``bootstrap_replicates``) under the pinned extractor and under an independent second one.
     """
-    from . import ddgan, ddpm
+    from . import ddpm
+    from .metrics.features import CHECKPOINT_SHA256
+    from .metrics.second import SECOND_SHA256
+
+    if method not in COMPARISON_METHODS:
+        raise ValueError(f"method={method!r} is unknown; valid: {list(COMPARISON_METHODS)}")
+    cache = cache or ResultCache()
+    if method == "ddgan":
+        model = ddgan_model(profile, cache)
+        sampler, steps = "ddgan", int(profile["ddgan_timesteps"])
+    else:
+        if sampler not in ("ancestral", "ddim") or int(steps) < 1:
+            raise ValueError(f"sampler={sampler!r}, steps={steps}: a DDPM needs sampler "
+                             "'ancestral' or 'ddim' and steps >= 1")
+        model = (ddpm_budget_model if method == "ddpm" else ddpm_model)(profile, cache)
+    config = _keyed(
+        "comparison_point", profile, model_key=model.key, method=method, sampler=sampler,
+        steps=int(steps), n=profile["fid_samples"], seed=profile["seed"],
+        eval_batch_size=profile["eval_batch_size"], bootstrap=profile["bootstrap_replicates"],
+        extractor=CHECKPOINT_SHA256, second_extractor=SECOND_SHA256)
+
+    def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
+        device = pick_device()
+        seed = config["seed"] + 2  # apart from the seeds of the training-time evaluations
+        if method == "ddgan":
+            generator = ddgan.load_generator(find_model_file(model.path, "ddgan"), device)
+            diffusion = ddgan.make_ddgan_diffusion(profile["ddgan_timesteps"])
+            sample = _ddgan_sampler(generator, diffusion, profile, device, seed)
+        else:
+            net, diffusion = ddpm.load_model(find_model_file(model.path, "ddpm"), device)
+
+            def sample(n: int):
+                return ddpm.ddpm_sample(net, diffusion, n, config["steps"], config["sampler"],
+                                        0.0, seed=seed, batch_size=config["eval_batch_size"],
+                                        device=device)
+        return _evaluate_sampler(sample, config["n"], device, workdir,
+                                 bootstrap=config["bootstrap"], second_extractor=True)
+
+    return cache.load_or_run("comparison_point", config, compute)
+
+
+def comparison(profile: dict[str, Any], cache: ResultCache | None = None) -> list[Result]:
+    """Chapter 4's table: DDGAN, then each (sampler, K) of ``comparison_ddpm`` for the DDPM of
+    the same budget and of ``comparison_reference`` for the reference DDPM, cheapest first."""
+    cache = cache or ResultCache()
+    check_deadline("comparison_point ddgan")
+    results = [comparison_point(profile, "ddgan", cache=cache)]
+    for method, key in (("ddpm", "comparison_ddpm"), ("ddpm_reference", "comparison_reference")):
+        for sampler, steps in sorted(((s, int(k)) for s, k in profile[key]),
+                                     key=lambda p: p[1]):
+            check_deadline(f"comparison_point {method} {sampler} K={steps}")
+            results.append(comparison_point(profile, method, sampler, steps, cache))
+    return results
+
+
+def speed_comparison(profile: dict[str, Any], cache: ResultCache | None = None) -> Result:
+    """DDGAN's speed-up over DDPM, three ways, timed in one run on one device with one harness
+    (warm-up, median of repeats, same batch): per image at each method's own network (the
+    budget pair), per network evaluation (generator against UNet), and at matched quality (the
+    fewest-step DDPM sampler of :func:`comparison` whose FID is at most DDGAN's). The full
+    chain is the longest ancestral K of ``ddpm_step_grid`` (T = 1000 in the book's profiles)."""
+    from . import ddpm
     from .metrics.speed import measure_speed
 
     cache = cache or ResultCache()
-    ddpm_result, gan_result = ddpm_model(profile, cache), ddgan_model(profile, cache)
+    rows = comparison(profile, cache)
+    ddpm_result, gan_result = ddpm_budget_model(profile, cache), ddgan_model(profile, cache)
     device = pick_device()
     batch = 64 if device.type == "cuda" else 16
-    config = _keyed("sampling_speed", profile, ddpm_key=ddpm_result.key,
+    fids = {(r.config["method"], r.config["sampler"], r.config["steps"]): r.metrics["fid"]
+            for r in rows if r.config["method"] in ("ddgan", "ddpm")}
+    config = _keyed("speed_comparison", profile, ddpm_key=ddpm_result.key,
                     ddgan_key=gan_result.key, batch=batch, device=device.type,
-                    ddpm_steps=[1, 10, 100, max(profile["ddpm_step_grid"])])
+                    points=sorted([s, k] for (m, s, k) in fids if m == "ddpm"),
+                    ddpm_steps_ancestral=int(max(profile["ddpm_step_grid"])))
 
     def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
         model, diffusion = ddpm.load_model(find_model_file(ddpm_result.path, "ddpm"), device)
         generator = ddgan.load_generator(find_model_file(gan_result.path, "ddgan"), device)
         gan_diffusion = ddgan.make_ddgan_diffusion(profile["ddgan_timesteps"])
-        out: dict[str, Any] = {"ddgan": measure_speed(
+        T = int(profile["ddgan_timesteps"])
+        timed: dict[str, Any] = {"ddgan": measure_speed(
             lambda b: ddgan.ddgan_sample(generator, gan_diffusion, b, profile["ddgan_nz"],
                                          batch_size=b, device=device, progress=False)[0],
-            4 * batch, batch, profile["ddgan_timesteps"], device, warmup=1, repeats=5)}
-        for k in config["ddpm_steps"]:
-            repeats = 3 if k < 1000 else 2
-            out[f"ddpm_{k}"] = measure_speed(
-                lambda b, k=k: ddpm.ddpm_sample(model, diffusion, b, k, "ancestral",
-                                                batch_size=b, device=device,
-                                                progress=False)[0],
-                batch, batch, k, device, warmup=1, repeats=repeats)
-        last = max(config["ddpm_steps"])
-        out["speedup_vs_ddpm_last"] = (out[f"ddpm_{last}"]["seconds_per_image"]
-                                       / out["ddgan"]["seconds_per_image"])
+            4 * batch, batch, T, device, warmup=1, repeats=5, progress=False)}
+        runs = {("ancestral", config["ddpm_steps_ancestral"])} | {tuple(p)
+                                                                  for p in config["points"]}
+        for sampler, k in sorted(runs, key=lambda p: p[1]):
+            timed[f"{sampler}_{k}"] = measure_speed(
+                lambda b, k=k, sampler=sampler: ddpm.ddpm_sample(
+                    model, diffusion, b, k, sampler, batch_size=b, device=device,
+                    progress=False)[0],
+                batch, batch, k, device, warmup=1, repeats=3 if k < 500 else 2, progress=False)
+        gan = timed["ddgan"]
+        full = timed[f"ancestral_{config['ddpm_steps_ancestral']}"]
+        out: dict[str, Any] = {
+            "timed": timed,
+            "per_image_vs_full_chain": full["seconds_per_image"] / gan["seconds_per_image"],
+            "per_nfe_ratio": full["seconds_per_nfe"] / gan["seconds_per_nfe"],
+            "nfe_ratio": config["ddpm_steps_ancestral"] / T,
+        }
+        gan_fid = fids[("ddgan", "ddgan", T)]
+        matched = sorted((k, s) for (m, s, k), fid in fids.items()
+                         if m == "ddpm" and fid <= gan_fid)
+        if matched:
+            k, s = matched[0]
+            out["matched"] = {"sampler": s, "steps": k, "fid": fids[("ddpm", s, k)],
+                              "ddgan_fid": gan_fid,
+                              "ratio": (timed[f"{s}_{k}"]["seconds_per_image"]
+                                        / gan["seconds_per_image"])}
+        else:
+            out["matched"] = {"sampler": None, "ddgan_fid": gan_fid,
+                              "note": "no DDPM sampler of the comparison reaches DDGAN's FID"}
         return out
 
-    return cache.load_or_run("sampling_speed", config, compute, device=device)
+    return cache.load_or_run("speed_comparison", config, compute, device=device)
 
 
 def _read_progress(path: Path) -> list[dict[str, Any]]:
@@ -356,9 +524,11 @@ EXPERIMENTS: dict[str, Callable[[dict[str, Any], ResultCache | None], Any]] = {
     "dataset_statistics": dataset_statistics,
     "ddpm_model": ddpm_model,
     "ddpm_fig1": ddpm_fig1,
+    "ddpm_budget_model": ddpm_budget_model,
     "ddgan_model": ddgan_model,
-    "ddgan_head_ablation": ddgan_head_ablation,
-    "sampling_speed": sampling_speed,
+    "r1_convention_study": r1_convention_study,
+    "comparison": comparison,
+    "speed_comparison": speed_comparison,
 }
 
 

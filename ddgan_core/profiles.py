@@ -60,18 +60,25 @@ _BASE: dict[str, Any] = {
     "ddgan_res_blocks": 2,
     "ddgan_d_channels": [64, 128, 256],
     "ddgan_d_head": "flatten",
-    "head_ablation_steps": 1_000,   # generator steps of each run of the D-head ablation
     "ddgan_train_steps": 20_000,
     "ddgan_batch_size": 256,
     "ddgan_lr_g": 1.6e-4,
     "ddgan_lr_d": 1.25e-4,
     "ddgan_r1_gamma": 0.02,
     "ddgan_lazy_r1": 15,
+    "ddgan_r1_convention": "ddgan", # lazy R1 weight: "ddgan" gamma/2, "stylegan2" gamma/2 * k
     "ddgan_d_steps": 1,
     "ddgan_ema_decay": 0.9995,
     "ddgan_checkpoint_every": 1000,
     "ddgan_log_every": 0,           # steps per history entry; 0: min(50, steps // 50)
     "toy_ddgan_steps": 1_200,       # training steps of the 2-D toy DDGAN (chapter 4)
+    # equal-compute comparison (chapter 4): DDPM and DDGAN trained for the same wall time
+    "budget_minutes": 0.0,          # minutes per model; 0: train for the *_train_steps instead
+    "budget_threads": 0,            # CPU threads per run (two runs side by side); 0: all
+    "bootstrap_replicates": 200,    # resamples of the generated set per uncertainty interval
+    "comparison_ddpm": [["ddim", 10], ["ddim", 20], ["ancestral", 100], ["ancestral", 1000]],
+    "comparison_reference": [["ddim", 10], ["ancestral", 100]],  # chapter 3's DDPM, labelled
+    "r1_study_steps": 300,          # generator steps per run of the R1-convention comparison
 }
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -109,8 +116,11 @@ PROFILES: dict[str, dict[str, Any]] = {
         "ddgan_batch_size": 16,
         "ddgan_lazy_r1": 2,
         "ddgan_checkpoint_every": 3,
-        "head_ablation_steps": 4,
         "toy_ddgan_steps": 150,
+        "bootstrap_replicates": 20,
+        "comparison_ddpm": [["ddim", 2], ["ancestral", 5]],
+        "comparison_reference": [["ddim", 2]],
+        "r1_study_steps": 4,
     },
     "cpu": {
         **_BASE,
@@ -126,7 +136,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "ddpm_checkpoint_every": 250,
         "ddpm_grid_samples": 500,
         "ddgan_nz": 16,
-        "ddgan_channels": [16, 32, 32],
+        "ddgan_channels": [32, 64, 64],  # the DDPM UNet's width
         "ddgan_res_blocks": 1,
         "ddgan_d_channels": [16, 32, 64],
         "ddgan_train_steps": 4_500,
@@ -136,7 +146,11 @@ PROFILES: dict[str, dict[str, Any]] = {
         "ddgan_d_steps": 2,
         "ddgan_ema_decay": 0.998,
         "ddgan_checkpoint_every": 100,
-        "head_ablation_steps": 600,
+        "budget_minutes": 60.0,         # DDPM and DDGAN side by side, one thread each
+        "budget_threads": 1,
+        "comparison_ddpm": [["ddim", 10], ["ddim", 20], ["ancestral", 100]],
+        "comparison_reference": [["ancestral", 100]],
+        "r1_study_steps": 150,
     },
     "full": {
         **_BASE,
@@ -164,7 +178,7 @@ DESCRIPTIONS = {
 #: Integer settings that may be 0 (a seed, "no latent", "never"/"automatic" cadences); every other
 #: integer setting counts something and must be >= 1.
 MAY_BE_ZERO = {"seed", "ddgan_nz", "ddpm_checkpoint_every", "ddgan_checkpoint_every",
-               "ddgan_log_every", "ddpm_warmup_steps"}
+               "ddgan_log_every", "ddpm_warmup_steps", "budget_threads"}
 
 
 def keys() -> list[str]:

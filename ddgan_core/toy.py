@@ -15,7 +15,16 @@ losses, R1, posterior sampling) and samples with :func:`~ddgan_core.ddgan.ddgan_
 :func:`mode_coverage` counts the modes a sample set covers and its share of high-quality
 samples (within 3 std of a centre). :func:`true_reverse_samples` draws from the exact reverse
 kernel q(x_{t-1} | x_t), a Gaussian mixture in closed form for mixture data, to set next to the
-model's p_theta(x_{t-1} | x_t) (:func:`model_reverse_samples`) in the DDGAN chapter's figure.
+model's p_theta(x_{t-1} | x_t) (:func:`model_reverse_samples`) and to the Gaussian with the same
+mean and covariance (:func:`moment_matched_gaussian`) in the DDGAN chapter's figure;
+:func:`kernel_modes` measures how multimodal each of those sample sets is (share of draws near a
+data mode, modes hit, share per mode).
+
+Step indices are 0-based, as everywhere in the code (:mod:`ddgan_core.diffusion`): in a T-step
+chain ``t = T - 1`` is the first reverse step and ``t = 0`` the last, the one that lands on the
+data. In the book's 1-based notation of a T = 2 chain (x_0 the data), ``t = 1`` is x_2 -> x_1
+and ``t = 0`` is x_1 -> x_0. The two reverse samplers check that ``t`` lies in ``0 .. T-1`` (a
+``t = -1`` would otherwise wrap to the first step).
 
 Defaults (T = 2, 2,000 steps of batch 256, Adam lr 3e-3 for both networks, two D updates per G
 update, R1 gamma 0.05 every 4 D updates, EMA 0.99) cover 8/8 modes with about 80% high-quality
@@ -29,6 +38,7 @@ from the start, and a single D update per G update at lr 3e-3 stalls for the fir
 from __future__ import annotations
 
 import math
+import operator
 import time
 from typing import Any
 
@@ -50,10 +60,12 @@ __all__ = [
     "MIXTURES",
     "ToyDiscriminator",
     "ToyGenerator",
+    "kernel_modes",
     "mixture",
     "mixture_of",
     "mode_coverage",
     "model_reverse_samples",
+    "moment_matched_gaussian",
     "sample_mixture",
     "train_toy_ddgan",
     "true_reverse_samples",
@@ -198,6 +210,24 @@ def train_toy_ddgan(
     }
 
 
+def _reverse_step(diffusion: GaussianDiffusion, t: Any) -> int:
+    """``t`` as an int, once checked to be a 0-based reverse step ``0 .. T-1`` of ``diffusion``
+    (``ValueError`` otherwise: a ``t = -1`` would silently index the first step)."""
+    T = diffusion.num_timesteps
+    try:
+        if isinstance(t, bool):
+            raise TypeError
+        step = operator.index(t)
+    except TypeError:
+        raise ValueError(f"t={t!r} must be an integer reverse step in 0..{T - 1}") from None
+    if not 0 <= step < T:
+        raise ValueError(
+            f"t={step} is not a reverse step of this {T}-step chain: t is 0-based, "
+            f"t = {T - 1} is the first reverse step and t = 0 the last (x_1 -> x_0, to the data)"
+        )
+    return step
+
+
 def true_reverse_samples(
     name: str,
     diffusion: GaussianDiffusion,
@@ -208,8 +238,13 @@ def true_reverse_samples(
     scale: float = 2.0,
 ) -> torch.Tensor:
     """``n`` draws [n, 2] from the exact q(x_{t-1} | x_t) of the forward process on mixture data
-    at the 0-based step ``t`` (x_{t-1} at noise level abar_{t-1}, the data at t = 0), by
-    :meth:`~ddgan_core.mixtures.GaussianMixture.reverse_kernel_sample`."""
+    at the 0-based step ``t`` (x_t at noise level abar_t, x_{t-1} at abar_{t-1}, the data at
+    t = 0), by :meth:`~ddgan_core.mixtures.GaussianMixture.reverse_kernel_sample`.
+
+    ``t = 0`` is the last reverse step (x_1 -> x_0 in the book's notation, multimodal where the
+    step is large), ``t = T - 1`` the first; see the module docstring.
+    """
+    t = _reverse_step(diffusion, t)
     return mixture_of(name, scale).reverse_kernel_sample(
         x_t, float(diffusion.alphas_cumprod_prev[t]), float(diffusion.betas[t]), n, generator)
 
@@ -224,10 +259,76 @@ def model_reverse_samples(
     nz: int,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """``n`` draws [n, 2] from the model's p_theta(x_{t-1} | x_t) at one point ``x_t`` [2]."""
+    """``n`` draws [n, 2] from the model's p_theta(x_{t-1} | x_t) at one point ``x_t`` [2], at
+    the same 0-based step ``t`` as :func:`true_reverse_samples` (at ``t = 0`` the draws are G's
+    x_0 predictions, one per latent z)."""
+    t = _reverse_step(diffusion, t)
     xt = torch.as_tensor(x_t, dtype=torch.float32).reshape(1, 2).expand(n, 2).contiguous()
-    tt = torch.full((n,), int(t), dtype=torch.long)
+    tt = torch.full((n,), t, dtype=torch.long)
     z = torch.randn(n, nz, generator=generator)
     noise = torch.randn(n, 2, generator=generator)
     x_prev, _ = generator_posterior_sample(G, diffusion, xt, tt, z, noise)
     return x_prev
+
+
+def moment_matched_gaussian(
+    samples: torch.Tensor, n: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """``n`` draws [n, d] (float32) from the Gaussian with the mean and full covariance of
+    ``samples`` [N, d]: the best Gaussian fit in KL(q || N), the kernel a Gaussian reverse step
+    could at best have. The covariance (unbiased, float64) is factored by its eigenvectors, so a
+    singular one is fine."""
+    x = samples.detach().double().cpu()
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"samples must have shape [N, d] with N >= 2, got {tuple(x.shape)}")
+    mean = x.mean(0)
+    cov = torch.cov(x.T).reshape(x.shape[1], x.shape[1])
+    evals, evecs = torch.linalg.eigh(cov)
+    root = evecs * evals.clamp(min=0.0).sqrt()          # root @ root.T == cov
+    z = torch.randn(n, x.shape[1], generator=generator, dtype=torch.float64)
+    return (mean + z @ root.T).float()
+
+
+def kernel_modes(
+    samples: torch.Tensor,
+    mixture: str | GaussianMixture = "8gaussians",
+    *,
+    within: float = 3.0,
+    min_share: float = 0.01,
+    scale: float = 2.0,
+) -> dict[str, Any]:
+    """How multimodal a set of 2-D kernel draws is, measured against the data modes.
+
+    ``mixture`` is a mixture name (at ``scale``) or a
+    :class:`~ddgan_core.mixtures.GaussianMixture`. A draw is *near* a mode when it lies within
+    ``within`` (3) standard deviations of its nearest centre (:func:`mode_coverage`'s
+    criterion). Returns a dict:
+
+    * ``shares``: for each mode (the mixture's order), the fraction of all draws near it;
+    * ``near``: their sum, the fraction of draws near some mode;
+    * ``modes``: the number of modes *hit*, those whose share is at least ``min_share``
+      (default 1%: 20 of 2,000 draws, about the 20 of 2,500 of :func:`mode_coverage`);
+    * ``n_modes``: the number of modes of the mixture.
+
+    On the 8-Gaussian ring (std 0.04) the exact kernel of the last step of a T = 2 chain at the
+    ring's centre puts about 99% of its draws near a mode and hits all 8; the Gaussian with its
+    mean and covariance about 1% and none; the first step's kernel none either (one blob).
+    """
+    mix = mixture_of(mixture, scale) if isinstance(mixture, str) else mixture
+    if mix.dim != 2:
+        raise ValueError(f"kernel_modes needs a 2-D mixture, got dimension {mix.dim}")
+    x = samples.detach().double().cpu().reshape(-1, 2)
+    if x.shape[0] == 0:
+        raise ValueError("kernel_modes needs at least one sample")
+    centers = torch.from_numpy(mix.means)
+    stds = torch.from_numpy(mix.stds)
+    nearest_dist, nearest = torch.cdist(x, centers).min(dim=1)
+    near = nearest_dist < within * stds[nearest]
+    counts = torch.bincount(nearest[near], minlength=centers.shape[0])
+    shares = counts.double() / x.shape[0]
+    return {
+        "near": float(near.double().mean()),
+        "modes": int((shares >= min_share).sum()),
+        "n_modes": int(centers.shape[0]),
+        "shares": shares.tolist(),
+    }

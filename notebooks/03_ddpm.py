@@ -327,21 +327,22 @@ display(Markdown("\n".join(lines)))
 
 # %% tags=["hide-input"]
 # what this page and its results cost (shown in the box at the top). The CPU estimate uses the
-# committed CPU timing of this network (the DDGAN chapter's sampling-speed entry), if any.
+# committed CPU timing of this network's architecture (the DDGAN chapter's speed comparison
+# times a UNet of this profile's widths on the CPU), if any.
 cache = ResultCache()
 cpu_speed = None
 for root in cache.read_roots:
-    for config_file in sorted((root / "sampling_speed").glob("*/config.json")):
+    for config_file in sorted((root / "speed_comparison").glob("*/config.json")):
         config = json.loads(config_file.read_text())
-        if config.get("ddpm_key") == model_result.key and config.get("device") == "cpu":
-            cpu_speed = cpu_speed or cache.load("sampling_speed", config)  # verified
+        if config.get("profile") == cfg["profile"] and config.get("device") == "cpu":
+            cpu_speed = cpu_speed or cache.load("speed_comparison", config)  # verified
 everything = cost([model_result, *points])
 glue("ddpm_where", everything["where"], display=False)
 glue("ddpm_source", everything["source"], display=False)
 image_nfe = sum(r["K"] * r["n"] for r in rows)
 glue("fig1_image_nfe", int(image_nfe), display=False)
 if cpu_speed is not None:
-    longest = max((v for k, v in cpu_speed.metrics.items() if k.startswith("ddpm_")),
+    longest = max((v for k, v in cpu_speed.metrics["timed"].items() if k != "ddgan"),
                   key=lambda v: v["nfe"])
     ms_per_nfe = 1e3 * longest["seconds_per_image"] / longest["nfe"]
 else:  # no CPU timing committed: the box says "nan"

@@ -274,9 +274,22 @@ def test_r1_of_a_linear_discriminator_is_the_squared_weight_norm():
 
 def test_lazy_r1_weight():
     assert r1_weight(0.02, 1, 7) == pytest.approx(0.01)
-    assert r1_weight(0.02, 15, 0) == pytest.approx(0.15)
-    assert r1_weight(0.02, 15, 1) == 0.0 and r1_weight(0.02, 15, 30) == pytest.approx(0.15)
+    assert r1_weight(0.02, 15, 0, "stylegan2") == pytest.approx(0.15)
+    assert r1_weight(0.02, 15, 1, "stylegan2") == 0.0
+    assert r1_weight(0.02, 15, 30, "stylegan2") == pytest.approx(0.15)
     assert r1_weight(0.0, 1, 0) == 0.0
+
+
+def test_lazy_r1_conventions_differ_by_the_factor_k():
+    # the DDGAN code: gamma / 2 on every k-th update; StyleGAN2: k times that
+    for k in (2, 15):
+        ddgan_w = [r1_weight(0.02, k, i, "ddgan") for i in range(3 * k)]
+        style_w = [r1_weight(0.02, k, i, "stylegan2") for i in range(3 * k)]
+        assert sum(w > 0 for w in ddgan_w) == 3 and ddgan_w[0] == pytest.approx(0.01)
+        assert sum(style_w) == pytest.approx(k * sum(ddgan_w))
+    assert r1_weight(0.02, 1, 0, "ddgan") == r1_weight(0.02, 1, 0, "stylegan2")
+    with pytest.raises(ValueError, match="ddgan_r1_convention"):
+        r1_weight(0.02, 15, 0, "karras")
 
 
 # -- trainer: resume, corrupt files, divergence ----------------------------------------------
@@ -430,3 +443,16 @@ def test_toy_ddgan_covers_all_eight_modes():
     centers, std = result["centers"], result["std"]
     assert toy.mode_coverage(true, centers, std, min_count=1)[1] > 0.95
     assert toy.mode_coverage(model, centers, std, min_count=1)[1] > 0.6
+
+
+def test_discriminator_state_reports_gap_and_distance_from_chance():
+    from ddgan_core.ddgan import LN4, discriminator_state
+
+    at_chance = [{"gap": 0.0, "loss_d": LN4 + 0.01}] * 4
+    ahead = [{"gap": 1.5, "loss_d": LN4 - 0.4}] * 4
+    state = discriminator_state(at_chance + ahead)
+    assert state["near_parity_share"] == pytest.approx(0.5)
+    assert state["gap_late_mean"] == pytest.approx(1.5)
+    assert state["gap_median"] == pytest.approx(0.75)
+    assert state["loss_d_distance_median"] == pytest.approx(0.205)
+    assert discriminator_state([]) == {}

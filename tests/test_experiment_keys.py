@@ -24,6 +24,10 @@ NOT_IN_KEY = {
     "profile",                 # the profile's name is in every key under "profile"
     *experiments.CADENCE_KEYS,  # how often resumable checkpoints are written
     "ddpm_step_grid",          # which Fig. 1 points exist; each point's key holds its K
+    "budget_minutes",          # 0 selects step-count training (the key holds the steps);
+                               # a budget > 0 is in the key with its threads and device
+    "comparison_ddpm",         # which comparison rows exist; each row's key holds its sampler, K
+    "comparison_reference",
 }
 
 
@@ -44,7 +48,7 @@ class RecordingProfile(dict):
 
 
 #: Profile keys stored in a key under another name.
-RENAMED = {"ddpm_grid_samples": "n"}
+RENAMED = {"ddpm_grid_samples": "n", "bootstrap_replicates": "bootstrap"}
 
 
 class RecordingCache(ResultCache):

@@ -38,9 +38,19 @@ TEXT_GLUES = {
                     "glued as fid_<sampler>_<K> wherever it exists",
     "ddim_better_ks": "a list of step counts joined by commas, or 'none'",
     "anc_better_ks": "a list of step counts joined by commas, or 'none'",
-    "ddpm100_fid_text": "the prose's FID at K = 100, or 'n/a' where K = 100 is not in the "
-                        "profile's grid; the number itself is glued as ddpm100_fid",
-    "ddim_match": "a sentence whose wording depends on whether DDIM matches DDGAN's FID",
+    "g_channels": "the generator's channel widths as one 'a / b / c' label",
+    "unet_channels": "the UNet's channel widths as one 'a / b / c' label",
+    "width_text": "'at the same network width', or the two width lists where an override made "
+                  "them differ",
+    "extractors_agree": "a sentence naming the pairs of models the two extractors rank "
+                        "differently, or saying they agree",
+    "quality_verdict": "a sentence whose wording depends on whether the FID intervals of DDGAN "
+                       "and DDPM-100 overlap, and on whether the profile has a DDPM-100 row; "
+                       "the numbers themselves are glued as gan_fid and ddpm100_fid",
+    "matched_text": "a sentence naming the DDPM sampler that matches DDGAN's FID, or saying "
+                    "that none does",
+    "matched_ratio_text": "the matched-quality speed-up, or a phrase saying it is not defined "
+                          "when no DDPM sampler reaches DDGAN's FID",
 }
 
 INT_TYPES = set("bcdoxX")

@@ -17,8 +17,12 @@ Losses, the non-saturating form of the paper's eqs. (8)-(9) (eq. (9) of the seed
 where the generator's expectation is under p_theta):
 
 * D: ``softplus(-D(x_{t-1}, x_t, t)) + softplus(D(x'_{t-1}, x_t, t))``, plus R1 on the real
-  x_{t-1}, ``gamma / 2 * E ||grad_{x_{t-1}} D||^2``; with lazy regularisation every k D updates
-  the penalty is multiplied by k (StyleGAN2's convention);
+  x_{t-1}, ``gamma / 2 * E ||grad_{x_{t-1}} D||^2``. With lazy regularisation (the penalty on
+  every k-th D update only) two conventions exist, chosen by ``ddgan_r1_convention``:
+  ``"ddgan"`` keeps the weight gamma / 2 (the DDGAN authors' code, whose gamma = 0.02 and k = 15
+  the profiles copy), ``"stylegan2"`` multiplies it by k so that the average penalty per update
+  is the same as without laziness (Karras et al. 2020). With the same gamma and k the second is
+  k times stronger;
 * G: ``softplus(-D(x'_{t-1}, x_t, t))``.
 
 Adam with betas (0.5, 0.9), cosine learning-rate decay without warm-up, an EMA of G,
@@ -152,17 +156,28 @@ def r1_penalty(d_real: torch.Tensor, x_real: torch.Tensor) -> torch.Tensor:
     return grad.float().pow(2).flatten(1).sum(1).mean()
 
 
-def r1_weight(gamma: float, lazy: int, d_update: int) -> float:
+#: Conventions of the lazy R1 weight (:func:`r1_weight`).
+R1_CONVENTIONS = ("ddgan", "stylegan2")
+
+
+def r1_weight(gamma: float, lazy: int, d_update: int, convention: str = "stylegan2") -> float:
     """Weight of :func:`r1_penalty` at the ``d_update``-th D update (0-based).
 
-    ``gamma / 2`` every update when ``lazy <= 1``; otherwise ``gamma / 2 * lazy`` on every
-    ``lazy``-th update and 0 elsewhere.
+    ``gamma / 2`` every update when ``lazy <= 1``. Otherwise the penalty is applied on every
+    ``lazy``-th update only (0 elsewhere), weighted ``gamma / 2`` under ``convention="ddgan"``
+    (the DDGAN code) or ``gamma / 2 * lazy`` under ``"stylegan2"`` (the lazy penalty made as
+    strong on average as an every-step one).
     """
+    if convention not in R1_CONVENTIONS:
+        raise ValueError(f"ddgan_r1_convention={convention!r} is unknown; allowed: "
+                         f"{list(R1_CONVENTIONS)}")
     if gamma <= 0:
         return 0.0
     if lazy <= 1:
         return gamma / 2.0
-    return gamma / 2.0 * lazy if d_update % lazy == 0 else 0.0
+    if d_update % lazy:
+        return 0.0
+    return gamma / 2.0 * (lazy if convention == "stylegan2" else 1)
 
 
 def stall_fraction(
@@ -180,6 +195,37 @@ def stall_fraction(
         abs(h["gap"]) < gap_tol and abs(h["loss_d"] - LN4) < loss_tol for h in history
     ]
     return sum(stalled) / len(stalled)
+
+
+def discriminator_state(history: Sequence[Mapping[str, float]],
+                        loss_tol: float = 0.03) -> dict[str, float]:
+    """How far the discriminator is from chance over ``history``, by two statistics rather than
+    one threshold (logged intervals, all of them and the second half):
+
+    * the logit gap ``mean D(real) - mean D(fake)``: its median and its second-half mean
+      (0 when D cannot tell the pairs apart);
+    * the D loss's distance from ``2 ln 2`` (the loss of a D that outputs 0 everywhere): its
+      median, and the share of intervals within ``loss_tol`` of it.
+    """
+    if not history:
+        return {}
+    gaps = [float(h["gap"]) for h in history]
+    distance = [abs(float(h["loss_d"]) - LN4) for h in history]
+    late = history[len(history) // 2:]
+
+    def median(values: list[float]) -> float:
+        ordered = sorted(values)
+        mid = len(ordered) // 2
+        return ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
+
+    return {
+        "gap_median": median(gaps),
+        "gap_late_mean": sum(float(h["gap"]) for h in late) / len(late),
+        "loss_d_distance_median": median(distance),
+        "near_parity_share": sum(d < loss_tol for d in distance) / len(distance),
+        "loss_tol": loss_tol,
+        "intervals": len(history),
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,6 +256,7 @@ class DDGANTrainer:
         total_steps: int,
         r1_gamma: float,
         lazy_r1: int = 1,
+        r1_convention: str = "stylegan2",
         d_steps: int = 1,
         ema_decay: float = 0.999,
         device: str | torch.device = "cpu",
@@ -227,6 +274,8 @@ class DDGANTrainer:
         self.total_steps = int(total_steps)
         self.r1_gamma = float(r1_gamma)
         self.lazy_r1 = int(lazy_r1)
+        r1_weight(self.r1_gamma, self.lazy_r1, 0, r1_convention)  # checks the name
+        self.r1_convention = r1_convention
         self.d_steps = int(d_steps)
         self.ema = EMA(self.G, ema_decay)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=self.lr_g, betas=ADAM_BETAS)
@@ -262,7 +311,7 @@ class DDGANTrainer:
         b = x0.shape[0]
         t = self._t(b)
         x_prev, x_t = q_sample_pairs(self.diffusion, x0, t, self.gen)
-        weight = r1_weight(self.r1_gamma, self.lazy_r1, self.d_updates)
+        weight = r1_weight(self.r1_gamma, self.lazy_r1, self.d_updates, self.r1_convention)
         if weight > 0:
             x_prev.requires_grad_(True)
         self.D.requires_grad_(True)
@@ -489,6 +538,8 @@ def train_ddgan(
         total_steps=total,
         r1_gamma=float(config["ddgan_r1_gamma"]),
         lazy_r1=int(config["ddgan_lazy_r1"]),
+        # a configuration from before the key existed meant StyleGAN2's weight
+        r1_convention=str(config.get("ddgan_r1_convention", "stylegan2")),
         d_steps=int(config["ddgan_d_steps"]),
         ema_decay=float(config["ddgan_ema_decay"]),
         device=device,
@@ -595,8 +646,8 @@ def train_ddgan(
             "first half's logging intervals D(real) = D(fake) and the D loss sits at 2 ln 2. "
             "Use ddgan_d_head=flatten (a mean-pooled discriminator sees little more than each "
             "image's mean intensity, which the generator matches within a few dozen steps), "
-            "raise ddgan_d_steps or lower ddgan_lr_g; the DDGAN chapter's discriminator-head "
-            "ablation shows the two heads side by side.",
+            "raise ddgan_d_steps or lower ddgan_lr_g; ddgan.discriminator_state(history) gives "
+            "the logit gap and the D loss's distance from 2 ln 2.",
             RuntimeWarning, stacklevel=2,
         )
     return metrics

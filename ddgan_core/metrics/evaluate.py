@@ -4,7 +4,8 @@
 of PNGs or a sampler callable and returns FID, KID, precision, recall, density and coverage on
 the project's FashionMNIST features, each beside the real-data floor at the same sample count,
 with the extractor's name, checksum and test accuracy (and Inception FID when its weights are
-present).
+present). Optionally (``bootstrap=N``) with bootstrap uncertainty over the generated samples,
+and (``second_extractor=True``) the same metrics on a second, independent extractor.
 
 Pixel values (:data:`VALUE_RULE`): uint8 images are 0..255; float images must lie in [-1, 1];
 float images whose values all lie in [0, 1] are ambiguous and refused unless declared with
@@ -277,6 +278,10 @@ def evaluate_samples(
     reference: dict | None = None,
     with_floor: bool = True,
     value_range: str = "-11",
+    bootstrap: int = 0,
+    bootstrap_seed: int = 0,
+    second_extractor: bool = False,
+    second_reference: dict | None = None,
 ) -> dict:
     """FID, KID, precision, recall, density and coverage of generated images.
 
@@ -293,8 +298,25 @@ def evaluate_samples(
     most 10,000). ``inception``: path of the Inception weights (file or folder), else
     ``$DDGAN_INCEPTION_WEIGHTS``; skipped with a status when absent. Returns a JSON-serialisable
     dict (metrics at the top level; ``extractor``, ``floor`` and ``timings_s`` nested).
+
+    ``bootstrap`` (0: off; else the number of replicates, >= 2): bootstrap uncertainty over the
+    generated samples (:func:`~ddgan_core.metrics.uncertainty.bootstrap_metrics`, seeded with
+    ``bootstrap_seed``); the result gains ``uncertainty`` (``{metric: {"std", "lo", "hi",
+    "n_boot", "bias"}}``, a bias-corrected 95% percentile interval) and ``bootstrap``
+    (``{"replicates", "over": "generated samples", "seed"}``). ``second_extractor``: the result
+    gains ``second``, the same metrics on the independent extractor ``fmnist-cnn-b``
+    (:mod:`~ddgan_core.metrics.second`) against its own reference statistics
+    (``second_reference``, else computed and cached like the first extractor's), with its own
+    ``fid_floor`` and, when bootstrapping, its ``uncertainty``. With the defaults the result is
+    exactly what it was without these options.
     """
     check_positive("k=", k, "the number of nearest neighbours")
+    if (isinstance(bootstrap, bool) or not isinstance(bootstrap, (int, np.integer))
+            or bootstrap < 0 or bootstrap == 1):
+        raise ValueError(
+            f"bootstrap={bootstrap!r}: the number of bootstrap replicates must be 0 (off) or "
+            "an integer >= 2"
+        )
     device = str(torch.device(device or default_device()))
     t_start = time.perf_counter()
     timings = {}
@@ -362,12 +384,89 @@ def evaluate_samples(
         result["floor"] = floor
     else:
         result["fid_floor"] = None
+    extra = {}
+    if bootstrap:
+        from .uncertainty import bootstrap_metrics
+
+        t = time.perf_counter()
+        extra["uncertainty"] = bootstrap_metrics(
+            feats, reference, n_boot=bootstrap, seed=bootstrap_seed, k=k, device=device,
+            real_radii=radii, real_features=real_subset(reference, n_real),
+            point={"fid": fid, "kid": kid_mean, **prdc},
+        )
+        extra["bootstrap"] = {"replicates": bootstrap, "over": "generated samples",
+                              "seed": bootstrap_seed}
+        timings["bootstrap"] = time.perf_counter() - t
+    if second_extractor:
+        t = time.perf_counter()
+        extra["second"] = _second_extractor_metrics(
+            images, k=k, device=device, cache_dir=cache_dir, batch_size=batch_size,
+            kid_subsets=kid_subsets, reference=second_reference, with_floor=with_floor,
+            bootstrap=bootstrap, bootstrap_seed=bootstrap_seed,
+        )
+        timings["second"] = time.perf_counter() - t
     t = time.perf_counter()
     result.update(inception_fid(images, weights=inception, device=device, cache_dir=cache_dir))
     timings["inception"] = time.perf_counter() - t
+    result.update(extra)
     timings["total"] = time.perf_counter() - t_start
     result["timings_s"] = timings
     return result
+
+
+def _second_extractor_metrics(images: torch.Tensor, *, k: int, device: str, cache_dir,
+                              batch_size: int, kid_subsets: int, reference: dict | None,
+                              with_floor: bool, bootstrap: int, bootstrap_seed: int) -> dict:
+    """FID, KID, precision, recall, density, coverage (and floor, and bootstrap uncertainty)
+    of ``images`` on the second extractor ``fmnist-cnn-b``, computed exactly as for the first:
+    FID against its train-split statistics, KID against its seeded 10k train subset, PR/DC
+    against the first ``min(n, 10000)`` of that subset, the floor on held-out test images."""
+    from .second import extract_second_features, get_second_extractor, load_second_manifest
+
+    model = get_second_extractor(device)
+    if reference is None:
+        reference = reference_stats(model=model, cache_dir=cache_dir, device=device)
+    if reference["sha256"] != model.sha256:
+        raise ValueError(
+            f"second_reference belongs to the extractor with sha256 {reference['sha256'][:12]}, "
+            f"not to {model.extractor_name} ({model.sha256[:12]})"
+        )
+    feats = extract_second_features(images, model=model, batch_size=batch_size)
+    n_samples = feats.shape[0]
+    fid = fid_from_features(feats, reference["mu"], reference["sigma"])
+    kid_mean, kid_std = kid(feats, reference["subset_features"], num_subsets=kid_subsets)
+    n_real = min(n_samples, reference["subset_features"].shape[0])
+    radii = reference_radii(reference, n_real, k, device=device)
+    prdc = compute_prdc(
+        real_subset(reference, n_real), feats, nearest_k=k, device=device, real_radii=radii
+    )
+    out = {
+        "extractor": {"name": model.extractor_name, "sha256": model.sha256},
+        "classifier_test_accuracy": load_second_manifest().get("test_accuracy"),
+        "fid": fid,
+        "kid": kid_mean,
+        "kid_std": kid_std,
+        **prdc,
+        "n_real_prdc": n_real,
+        "n_real_kid": int(reference["subset_features"].shape[0]),
+        "n_train_fid": int(reference["n_train"]),
+    }
+    if with_floor:
+        floor_n = min(n_samples, reference["test_features"].shape[0])
+        floor = fid_floor(floor_n, reference=reference, k=k, kid_subsets=kid_subsets,
+                          device=device)
+        out.update(fid_floor=floor["fid"], fid_floor_n=floor_n, floor=floor)
+    else:
+        out["fid_floor"] = None
+    if bootstrap:
+        from .uncertainty import bootstrap_metrics
+
+        out["uncertainty"] = bootstrap_metrics(
+            feats, reference, n_boot=bootstrap, seed=bootstrap_seed, k=k, device=device,
+            real_radii=radii, real_features=real_subset(reference, n_real),
+            point={"fid": fid, "kid": kid_mean, **prdc},
+        )
+    return out
 
 
 def format_report(result: dict, source: str = "") -> str:
@@ -399,10 +498,43 @@ def format_report(result: dict, source: str = "") -> str:
     lines += [
         f"floor        {floor_label}",
         f"inception    {result.get('inception_fid')} ({result.get('inception_status')})",
-        f"time         {result['timings_s']['total']:.1f} s on {result['device']} "
-        f"({result['num_threads']} threads)",
     ]
+    if result.get("uncertainty"):
+        boot = result.get("bootstrap", {})
+        lines.append(f"bootstrap    {boot.get('replicates')} replicates over "
+                     f"{boot.get('over')} (seed {boot.get('seed')}), 95% interval:")
+        lines += _interval_lines(result)
+    second = result.get("second")
+    if second:
+        sext = second["extractor"]
+        lines.append(f"second       {sext['name']} sha256 {sext['sha256'][:12]}: "
+                     f"{'metric':<11}{'samples':>10}{'real floor':>12}")
+        sfloor = second.get("floor") or {}
+        for key in ("fid", "kid", "precision", "recall", "density", "coverage"):
+            value, ref = second[key], sfloor.get(key)
+            fmt = "{:.3f}" if key == "fid" else "{:.5f}" if key == "kid" else "{:.4f}"
+            r = fmt.format(ref) if isinstance(ref, float) else "-"
+            lines.append(f"{'':<13}{key:<11}{fmt.format(value):>10}{r:>12}")
+        if second.get("uncertainty"):
+            lines.append(f"{'':<13}95% bootstrap interval on {sext['name']}:")
+            lines += _interval_lines(second)
+    lines.append(
+        f"time         {result['timings_s']['total']:.1f} s on {result['device']} "
+        f"({result['num_threads']} threads)"
+    )
     return "\n".join(lines)
+
+
+def _interval_lines(result: dict) -> list[str]:
+    """``metric  value [lo, hi]  (std)`` lines of a result's bootstrap ``uncertainty``."""
+    lines = []
+    for key, u in result["uncertainty"].items():
+        fmt = "{:.3f}" if key == "fid" else "{:.5f}" if key == "kid" else "{:.4f}"
+        lines.append(
+            f"{'':<13}{key:<11}{fmt.format(result[key]):>10} "
+            f"[{fmt.format(u['lo'])}, {fmt.format(u['hi'])}]  std {fmt.format(u['std'])}"
+        )
+    return lines
 
 
 def cli_eval(argv: list[str] | None = None) -> int:

@@ -193,6 +193,9 @@ def reference_stats(
 ) -> dict:
     """Reference statistics of the FashionMNIST train split for one extractor (cached on disk).
 
+    ``model`` is any pinned extractor (``fmnist-cnn-v1`` by default, or the second extractor
+    ``fmnist-cnn-b``); the cache file is keyed by its ``sha256`` and records its name.
+
     Returns a dict: ``mu``/``sigma`` (float64, all train images), ``subset_features`` (float32
     features of a fixed seeded subset of ``subset_size`` train images, for KID and
     precision/recall), ``test_features`` (all 10,000 test images in a fixed seeded order, for the
@@ -238,7 +241,7 @@ def reference_stats(
         "test_indices": test_idx.numpy(),
         "n_train": np.int64(train_f.shape[0]),
         "sha256": np.str_(sha),
-        "name": np.str_(EXTRACTOR_NAME),
+        "name": np.str_(getattr(model, "extractor_name", EXTRACTOR_NAME)),
         "seed": np.int64(seed),
         "format": np.int64(REFERENCE_FORMAT),
     }
