@@ -172,28 +172,47 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_train_classifier(args: argparse.Namespace) -> int:
     """``train classifier``: refuses the pinned asset (without ``--overwrite-pinned``) before
-    minutes of training, then :func:`metrics.features.train_classifier`."""
-    from .metrics import features
+    minutes of training, then :func:`metrics.features.train_classifier` (or, with
+    ``--second``, :func:`metrics.second.train_second_extractor`)."""
+    from .metrics import features, second
 
-    out = args.out or (features.DEFAULT_CHECKPOINT if args.overwrite_pinned
-                       else features.DEFAULT_TRAIN_OUT)
+    if args.second:
+        pinned, default_out, pinned_sha = (second.SECOND_CHECKPOINT, second.SECOND_TRAIN_OUT,
+                                           second.SECOND_SHA256)
+    else:
+        pinned, default_out, pinned_sha = (features.DEFAULT_CHECKPOINT,
+                                           features.DEFAULT_TRAIN_OUT, features.CHECKPOINT_SHA256)
+    out = args.out or (pinned if args.overwrite_pinned else default_out)
     manifest = args.manifest or out.with_suffix(".json")
     features.check_not_pinned([out, manifest], args.overwrite_pinned)
-    info = features.train_classifier(
-        epochs=args.epochs, seed=args.seed, device=args.device, num_threads=args.threads,
-        out=out, manifest=manifest, overwrite_pinned=args.overwrite_pinned,
-    )
+    if args.second:
+        if args.device != "cpu":
+            raise ValueError("--second trains on the CPU only (its pinned file is reproducible "
+                             "there); drop --device")
+        info = second.train_second_extractor(
+            out=out, epochs=args.epochs or second.SECOND_TRAIN_CONFIG["epochs"],
+            seed=args.seed if args.seed is not None else second.SECOND_TRAIN_CONFIG["seed"],
+            manifest=manifest, num_threads=args.threads, overwrite_pinned=args.overwrite_pinned)
+        seconds = info["train_wall_time_s"]
+    else:
+        info = features.train_classifier(
+            epochs=args.epochs or features.DEFAULT_TRAIN_CONFIG["epochs"],
+            seed=args.seed if args.seed is not None else 0, device=args.device,
+            num_threads=args.threads, out=out, manifest=manifest,
+            overwrite_pinned=args.overwrite_pinned,
+        )
+        seconds = info["train_wall_time_s"]
     print(
         f"saved {out} ({info['checkpoint_bytes']} bytes, sha256 {info['sha256']}); "
-        f"test accuracy {info['test_accuracy']:.4f}; {info['train_wall_time_s']} s on "
-        f"{info['device']}; manifest {manifest}"
+        f"test accuracy {info['test_accuracy']:.4f}; {seconds} s; manifest {manifest}"
     )
-    if info["sha256"] != features.CHECKPOINT_SHA256:
+    if info["sha256"] != pinned_sha:
+        constant = "SECOND_SHA256 in ddgan_core/metrics/second.py" if args.second else \
+            "CHECKPOINT_SHA256 in ddgan_core/metrics/features.py"
         print(
-            "note: the sha256 differs from the pinned CHECKPOINT_SHA256 in "
-            "ddgan_core/metrics/features.py; to evaluate with this checkpoint, install it with "
-            "--overwrite-pinned and update that constant (reference statistics are cached per "
-            "checksum, so they are recomputed)."
+            f"note: the sha256 differs from the pinned {constant}; to evaluate with this "
+            "checkpoint, install it with --overwrite-pinned and update that constant (reference "
+            "statistics are cached per checksum, so they are recomputed)."
         )
     return 0
 
@@ -452,9 +471,14 @@ def _add_train_classifier(models: argparse._SubParsersAction) -> None:
         "extractor inside the package is replaced only with --overwrite-pinned.",
         run_train_classifier,
     )
-    parser.add_argument("--epochs", type=int, default=DEFAULT_TRAIN_CONFIG["epochs"],
-                        help=f"training epochs (default: {DEFAULT_TRAIN_CONFIG['epochs']})")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--second", action="store_true",
+                        help="train the independent second extractor fmnist-cnn-b instead "
+                        "(another architecture and recipe; the metrics' cross-check)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help=f"training epochs (default: {DEFAULT_TRAIN_CONFIG['epochs']}; "
+                        "10 with --second)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="random seed (default: 0; 1 with --second)")
     parser.add_argument(
         "--device", default="cpu",
         help="cpu (default: the pinned checkpoint was trained on CPU, which reproduces it byte "

@@ -181,6 +181,13 @@ MAY_BE_ZERO = {"seed", "ddgan_nz", "ddpm_checkpoint_every", "ddgan_checkpoint_ev
                "ddgan_log_every", "ddpm_warmup_steps", "budget_threads"}
 
 
+#: String settings with a fixed set of values, checked when a profile is resolved.
+CHOICES = {
+    "ddgan_r1_convention": ("ddgan", "stylegan2"),
+    "ddgan_d_head": ("mean", "flatten"),
+}
+
+
 def keys() -> list[str]:
     """Every parameter name (the same in every profile), sorted."""
     return sorted(_BASE)
@@ -226,7 +233,10 @@ def apply_overrides(config: dict[str, Any], overrides: Mapping[str, Any]) -> dic
 
 
 def _check_value(key: str, value: Any) -> None:
-    """Counts >= 1 (>= 0 for :data:`MAY_BE_ZERO`), non-negative rates and weights."""
+    """Counts >= 1 (>= 0 for :data:`MAY_BE_ZERO`), non-negative rates and weights, and the
+    values of :data:`CHOICES`."""
+    if key in CHOICES and value not in CHOICES[key]:
+        raise ValueError(f"parameter {key}={value!r}: allowed values are {list(CHOICES[key])}")
     items = value if isinstance(value, list) else [value]
     for item in items:
         if isinstance(item, bool):

@@ -59,6 +59,12 @@ SMOKE = ["--profile", "smoke"]
 
 #: (argv with {placeholders} from the ``files`` fixture, words the one-line error must contain)
 CASES = [
+    (["eval", "--samples", "{npz_out}", "--bootstrap", "1"], ["--bootstrap 1", ">= 2"]),
+    (["train", "ddpm", *SMOKE, "--equal-budget", "--out", "{dir}"],
+     ["--equal-budget", "--out"]),
+    (["train", "ddgan", *SMOKE, "--set", "ddgan_r1_convention=karras"],
+     ["ddgan_r1_convention", "stylegan2"]),
+    (["train", "classifier", "--second", "--device", "cuda"], ["--second", "CPU"]),
     (["sample", "--checkpoint", "{random}", "--n", "4", "--steps", "0", "--out", "{npz_out}"],
      ["--steps 0", ">= 1"]),
     (["sample", "--checkpoint", "{random}", "--n", "4", "--eta", "0.5", "--out", "{npz_out}"],
