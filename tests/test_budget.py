@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from conftest import needs_data
 
 from ddgan_core import budget
 
@@ -57,3 +58,24 @@ def test_num_threads_restores():
     with budget.num_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+@needs_data
+def test_a_budgeted_model_trains_the_calibrated_steps(tmp_path):
+    """Through the cache: the key holds the minutes, threads and device instead of the step
+    count, and the model trained exactly the steps its plan fitted into the budget."""
+    from ddgan_core import experiments
+    from ddgan_core.cache import ResultCache
+    from ddgan_core.profiles import get_profile
+
+    profile = get_profile("smoke", budget_minutes=0.01, budget_threads=1)
+    result = experiments.ddpm_budget_model(profile, ResultCache(tmp_path))
+    assert "ddpm_train_steps" not in result.config
+    assert result.config["budget_minutes"] == 0.01 and result.config["device"] == "cpu"
+    plan = result.metrics["budget"]
+    assert plan["budget_s"] == pytest.approx(0.6) and plan["threads"] == 1
+    assert result.metrics["train_steps"] == plan["steps"] >= 1
+    assert not (result.path / budget.BUDGET_FILE).exists()
+    # without a budget, the same experiment trains for ddpm_train_steps and keys them
+    fixed = experiments.ddpm_budget_model(get_profile("smoke"), ResultCache(tmp_path))
+    assert fixed.config["ddpm_train_steps"] == 6 and fixed.metrics["budget"] is None
