@@ -103,10 +103,14 @@ def budgeted(profile: dict[str, Any]) -> bool:
 def _budget_settings(profile: dict[str, Any], steps_key: str,
                      settings: dict[str, Any]) -> dict[str, Any]:
     """A training configuration's key under a wall-clock budget: the step count (unknown until
-    calibrated on the device) gives way to the minutes, the threads and the device type."""
+    calibrated on the device) gives way to the minutes, the threads and the device type, and
+    the EMA decay is ``budget_ema_decay`` when that is set (a budget of about a thousand steps
+    needs a shorter EMA than a model's step-count recipe)."""
     if not budgeted(profile):
         return settings
     settings = {k: v for k, v in settings.items() if k != steps_key}
+    if float(profile["budget_ema_decay"]) > 0:  # the same EMA for both models of the pair
+        settings[steps_key.replace("_train_steps", "_ema_decay")] = profile["budget_ema_decay"]
     return {**settings, "budget_minutes": float(profile["budget_minutes"]),
             "budget_threads": int(profile["budget_threads"]), "device": pick_device().type}
 

@@ -32,16 +32,18 @@
 #     -p toy_ddgan_steps 300 1200 --profile cpu
 # ```
 #
-# The comparison by hand, from the command line (each command reads the cache first):
+# The comparison by hand, from the command line: the DDGAN and the DDPM of the same budget
+# (each command reads the cache first), samples of each, and their metrics with intervals:
 #
 # ```bash
-# python -m ddgan_core train ddgan --profile cpu                 # the DDGAN, its budget
-# python -m ddgan_core train ddpm --profile cpu --equal-budget   # the DDPM, the same budget
+# python -m ddgan_core train ddgan --profile cpu
+# python -m ddgan_core train ddpm --profile cpu --equal-budget
 # python -m ddgan_core sample --checkpoint PATH/generator_ema.safetensors --n 2000 \
 #     --out gan.npz
 # python -m ddgan_core sample --checkpoint PATH/model_ema.safetensors --n 2000 \
 #     --steps 10 --sampler ddim --out ddim10.npz
-# python -m ddgan_core eval --samples gan.npz --bootstrap 200 --second-extractor
+# python -m ddgan_core eval --samples gan.npz --bootstrap 200 \
+#     --second-extractor
 # ```
 #
 # **Cost.** The FashionMNIST results were {glue:text}`gan_source`; all were computed
@@ -58,7 +60,7 @@
 # Gaussian, and the true reverse kernel $q(x_{t-1} \mid x_t)$ is close to Gaussian only when
 # the step is small. Denoising Diffusion GAN {cite:p}`xiao2022ddgan` keeps the forward process
 # and replaces the Gaussian kernel by an implicit, multimodal one: a conditional generator
-# trained adversarially at every step. On {glue:text}`speed_device`, {glue:text}`width_text`,
+# trained adversarially at every step. On {glue:text}`speed_run_device`, {glue:text}`width_text`,
 # its four steps sample {glue:text}`per_image_ratio:,.0f` times faster per image than DDPM's
 # {glue:text}`k_full:,d` ancestral steps; against the cheapest DDPM sampler that is at least as
 # good by FID, the gain is {glue:text}`matched_ratio_text` (all measured at the end of this
@@ -328,6 +330,8 @@ glue("gan_lazy", int(cfg["ddgan_lazy_r1"]), display=False)
 glue("gan_r1_convention", cfg["ddgan_r1_convention"], display=False)
 glue("gan_nz", int(cfg["ddgan_nz"]), display=False)
 glue("gan_dsteps", int(cfg["ddgan_d_steps"]), display=False)
+glue("gan_ema", float(result.config["ddgan_ema_decay"]), display=False)
+glue("ddpm_ema", float(ddpm_pair.config["ddpm_ema_decay"]), display=False)
 glue("gan_lr_g", cfg["ddgan_lr_g"], display=False)
 glue("gan_lr_d", cfg["ddgan_lr_d"], display=False)
 glue("gap_median", float(state["gap_median"]), display=False)
@@ -356,9 +360,10 @@ glue("parity_tol", float(state["loss_tol"]), display=False)
 #
 # **Training.** Adam with $\beta = (0.5, 0.9)$ and learning rates {glue:text}`gan_lr_g` (G) and
 # {glue:text}`gan_lr_d` (D), with cosine decay. There are {glue:text}`gan_dsteps` discriminator
-# updates per generator update, and an EMA of the generator. R1 uses $\gamma =$
+# updates per generator update, and an EMA of the generator with decay
+# {glue:text}`gan_ema` (the DDPM of the pair: {glue:text}`ddpm_ema`). R1 uses $\gamma =$
 # {glue:text}`gan_r1`, applied lazily on every {glue:text}`gan_lazy`-th discriminator update,
-# with the weight convention `{glue:text}`gan_r1_convention`` (see below). In its
+# with the weight convention {glue:text}`gan_r1_convention` (see below). In its
 # {glue:text}`budget_min:.0f` minutes, DDGAN made {glue:text}`gan_steps:,d` generator steps with
 # $T =$ {glue:text}`gan_T` ({glue:text}`gan_images:,d` real images shown to D;
 # {glue:text}`gan_minutes:.1f` min of training, evaluations excluded). DDPM made
@@ -444,10 +449,11 @@ glue("r1_agree", "the same convention" if stronger_d == better_fid else "the oth
      display=False)
 
 # %% [markdown]
-# Over these short runs the discriminator stays further from chance under `{glue:text}`r1_stronger_d``
+# Over these short runs the discriminator stays further from chance under
+# {glue:text}`r1_stronger_d`
 # (median logit gap {glue:text}`r1_ddgan_gap:.2f` with `ddgan` against
 # {glue:text}`r1_stylegan2_gap:.2f` with `stylegan2`). The lower FID comes with
-# `{glue:text}`r1_better_fid`` ({glue:text}`r1_ddgan_fid:.1f` against
+# {glue:text}`r1_better_fid` ({glue:text}`r1_ddgan_fid:.1f` against
 # {glue:text}`r1_stylegan2_fid:.1f`), which is {glue:text}`r1_agree`. These are single
 # short runs of one seed, so they show the direction of the effect, not its size over a whole
 # training run.
@@ -559,8 +565,8 @@ plt.close(fig)
 # bootstrap interval: {glue:text}`cmp_boot` resamples of the generated set, with the percentile
 # interval shifted by the bootstrap's estimate of its bias, since a resample holds only about
 # 63% distinct images. The features come from two extractors.
-# - `{glue:text}`extractor_a`` is the project's pinned classifier.
-# - `{glue:text}`extractor_b`` is an independent one: another architecture without normalisation
+# - {glue:text}`extractor_a` is the project's pinned classifier.
+# - {glue:text}`extractor_b` is an independent one: another architecture without normalisation
 #   layers, trained with another optimiser, seed and loss, and without augmentation.
 #
 # Both have a real-data floor: the same metric computed on as many held-out test images. The
@@ -569,11 +575,13 @@ plt.close(fig)
 # separate point of reference, not part of the comparison.
 
 # %% tags=["hide-input"]
-def interval(m: dict, key: str, fmt: str) -> str:
-    """``value [lo, hi]`` from a metrics block with a bootstrap ``uncertainty``."""
+def interval(m: dict, key: str, fmt: str, scale: float = 1.0) -> str:
+    """``value`` over ``[lo, hi]`` (two lines) from a metrics block with an ``uncertainty``."""
     u = m.get("uncertainty", {}).get(key)
-    text = format(m[key], fmt)
-    return f"{text} [{format(u['lo'], fmt)}, {format(u['hi'], fmt)}]" if u else text
+    text = format(m[key] * scale, fmt)
+    if not u:
+        return text
+    return f"{text}<br>[{format(u['lo'] * scale, fmt)}, {format(u['hi'] * scale, fmt)}]"
 
 
 def label(r) -> tuple[str, str]:
@@ -586,24 +594,27 @@ def label(r) -> tuple[str, str]:
 
 ordered = [gan_row] + [r for r in rows if r.config["method"] == "ddpm"] + [
     r for r in rows if r.config["method"] == "ddpm_reference"]
-head = ("| model | NFE | FID | KID × 10³ | precision | recall | coverage "
-        "| FID (b) | recall (b) |")
-lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-for r in ordered:
-    m, b = r.metrics, r.metrics["second"]
-    kid_m = {**m, "kid": m["kid"] * 1e3,
-             "uncertainty": {"kid": {k: v * 1e3 if k in ("lo", "hi") else v
-                                     for k, v in m["uncertainty"]["kid"].items()}}}
-    name, nfe = label(r)
-    lines.append(f"| {name} | {nfe} | {interval(m, 'fid', '.2f')} "
-                 f"| {interval(kid_m, 'kid', '.2f')} | {interval(m, 'precision', '.3f')} "
-                 f"| {interval(m, 'recall', '.3f')} | {interval(m, 'coverage', '.3f')} "
-                 f"| {interval(b, 'fid', '.2f')} | {interval(b, 'recall', '.3f')} |")
 floor_a, floor_b = gan_row.metrics["floor"], gan_row.metrics["second"]["floor"]
-lines.append(f"| real test images (floor) | | {floor_a['fid']:.2f} | {floor_a['kid'] * 1e3:.2f} "
-             f"| {floor_a['precision']:.3f} | {floor_a['recall']:.3f} "
-             f"| {floor_a['coverage']:.3f} | {floor_b['fid']:.2f} | {floor_b['recall']:.3f} |")
-display(Markdown("\n".join(lines)))
+names_of = {"a": f"the pinned extractor, {gan_row.metrics['extractor']['name']}",
+            "b": f"the second extractor, {gan_row.metrics['second']['extractor']['name']}"}
+for extractor, columns in (("a", ("fid", "kid", "precision", "recall", "coverage")),
+                           ("b", ("fid", "precision", "recall", "coverage"))):
+    titles = {"fid": "FID", "kid": "KID × 10³", "precision": "precision", "recall": "recall",
+              "coverage": "coverage"}
+    lines = ["| model | NFE | " + " | ".join(titles[c] for c in columns) + " |",
+             "|---|---:|" + "---:|" * len(columns)]
+    for r in ordered:
+        m = r.metrics if extractor == "a" else r.metrics["second"]
+        cells = [interval(m, c, ".2f" if c in ("fid", "kid") else ".3f",
+                          1e3 if c == "kid" else 1.0) for c in columns]
+        lines.append("| " + " | ".join(label(r)) + " | " + " | ".join(cells) + " |")
+    floor = floor_a if extractor == "a" else floor_b
+    cells = [format(floor[c] * (1e3 if c == "kid" else 1.0),
+                    ".2f" if c in ("fid", "kid") else ".3f") for c in columns]
+    lines.append("| real test images (floor) | | " + " | ".join(cells) + " |")
+    display(Markdown(f"**Under {names_of[extractor]}**" + (" (its KID not shown)"
+                                                             if extractor == "b" else "")))
+    display(Markdown("\n".join(lines)))
 glue("cmp_n", int(gan_row.metrics["n_samples"]), display=False)
 glue("cmp_boot", int(gan_row.config["bootstrap"]), display=False)
 glue("extractor_a", gan_row.metrics["extractor"]["name"], display=False)
@@ -611,8 +622,8 @@ glue("extractor_b", gan_row.metrics["second"]["extractor"]["name"], display=Fals
 glue("ref_device", cost([ddpm_model(cfg)])["devices"], display=False)
 
 # %% [markdown]
-# NFE: network evaluations per image. (b): under the second extractor. Intervals: 95%,
-# bootstrap over the generated samples.
+# NFE: network evaluations per image. Under each value: its 95% bootstrap interval over the
+# generated samples. Both tables score the same samples.
 
 # %% tags=["hide-input"]
 pair_rows = [gan_row] + [r for r in rows if r.config["method"] == "ddpm"]
@@ -656,8 +667,8 @@ else:
 #
 # ## Speed, three ways
 #
-# All timings below come from one run on one device ({glue:text}`speed_device`,
-# {glue:text}`speed_threads` threads). They use one harness: batches of
+# All timings below come from one run on one device, {glue:text}`speed_run_device`. They use
+# one harness: batches of
 # {glue:text}`speed_batch`, a warm-up, then the median of repeats. The networks are the pair
 # above.
 
