@@ -252,8 +252,10 @@ def _train_ddpm(profile: dict, args: argparse.Namespace) -> int:
         experiment = ddpm_budget_model if args.equal_budget else ddpm_model
         result = experiment(profile, ResultCache(args.cache_dir, read_committed=True))
         metrics, checkpoint = result.metrics, find_model_file(result.path, "ddpm")
+    over = (f" over {metrics['processes']} processes"
+            if metrics.get("processes", 1) > 1 else "")
     print(f"trained {metrics['train_steps']} steps ({metrics['images_seen']:,} images) in "
-          f"{metrics['train_seconds']:.0f} s; final loss {metrics['final_loss']:.4f}")
+          f"{metrics['train_seconds']:.0f} s{over}; final loss {metrics['final_loss']:.4f}")
     print(f"checkpoint: {checkpoint}")
     return 0
 

@@ -30,6 +30,7 @@ from .checkpoint import (
 )
 from .device import pick_device
 from .diffusion import GaussianDiffusion, make_beta_schedule, respace, space_timesteps
+from .distributed import current_world
 from .nets.unet import UNet, count_parameters
 from .training import (
     EMA,
@@ -136,11 +137,12 @@ def train_ddpm(
     throughput, parameter count and the loss history.
     """
     workdir = prepare_workdir(workdir)
-    device = pick_device(device)
+    world, device = current_world(pick_device(device))
     every = checkpoint_cadence(checkpoint_every, config, "ddpm_checkpoint_every")
     steps, batch_size = int(config["ddpm_train_steps"]), int(config["ddpm_batch_size"])
     if steps < 1 or batch_size < 1:
         raise ValueError(f"ddpm_train_steps={steps} and ddpm_batch_size={batch_size} must be >= 1")
+    world.check_batch(batch_size, "ddpm_batch_size")
     weights_np = loss_weights(make_diffusion(config), config["ddpm_loss"])
     if data is None:
         from .data import load_fashion_mnist
@@ -181,17 +183,21 @@ def train_ddpm(
                           generator=generator)
         noise = torch.randn(x0.shape, device=device, generator=generator)
         x_t = diffusion.q_sample(x0, t, noise)
+        # under torchrun: this process's slice of the global batch (world.shard), gradients
+        # averaged over the processes (ddgan_core.distributed); alone, both do nothing
+        x_t, t, noise = world.shard(x_t), world.shard(t), world.shard(noise)
         with autocast_context(device):
             prediction = model(x_t, t)
         per_image = (prediction.float() - noise).pow(2).mean(dim=(1, 2, 3))
         loss = (weights[t] * per_image).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        world.average_gradients(model.parameters())
         torch.nn.utils.clip_grad_norm_(model.parameters(), config["ddpm_grad_clip"])
         optimizer.step()
         ema.update(model)
         state["step"] = step + 1
-        interval["loss"] += loss.item()
+        interval["loss"] += world.mean(loss.detach()).item()
         interval["count"] += 1
         return state["step"]
 
@@ -208,19 +214,23 @@ def train_ddpm(
         return {"loss": f"{mean:.4f}"}
 
     def save(step: int, seconds: float) -> None:
-        _save_training_state(checkpoint, model, ema, optimizer, generator, state, probe)
+        if world.is_main:  # the processes hold the same weights; one writes them
+            _save_training_state(checkpoint, model, ema, optimizer, generator, state, probe)
+        world.barrier()
 
     end = run_training_loop(
-        train_step, save, log, start=state["step"], total=steps, desc="DDPM", progress=progress,
+        train_step, save, log, start=state["step"], total=steps, desc="DDPM",
+        progress=progress and world.is_main,
         log_every=int(log_every or max(1, steps // 100)), checkpoint_every=every,
         stop_after=stop_after, max_seconds=max_seconds,
     )
-    if end.finished:
+    if end.finished and world.is_main:
         save_model_file(workdir / MODEL_FILE, half_state_dict(ema.model), {
             "format": MODEL_FORMAT,
             "config": {k: config[k] for k in MODEL_KEYS + DIFFUSION_KEYS},
         })
         checkpoint.unlink(missing_ok=True)  # the EMA weights are the product, not the state
+    world.barrier()
     done, history = state["step"], state["history"]
     return {
         "train_steps": done,
@@ -233,6 +243,7 @@ def train_ddpm(
         "final_loss": history[-1]["loss"] if history else float("nan"),
         "history": history,
         "device": str(device),
+        "processes": world.size,
     }
 
 

@@ -43,6 +43,7 @@ first half of training is mostly at parity (late parity can be convergence).
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -518,6 +519,9 @@ def train_ddgan(
     and ``stall_fraction_early`` (first half; a warning when above 0.5), ``history`` and
     ``finished``.
     """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("train_ddgan runs in one process: data-parallel training under torchrun "
+                         "exists for the DDPM trainer only so far (ddgan_core.distributed)")
     device = pick_device(device)
     workdir = prepare_workdir(workdir)
     arch = _arch(config)
