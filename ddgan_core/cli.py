@@ -276,8 +276,10 @@ def _train_ddgan(profile: dict, args: argparse.Namespace) -> int:
     else:
         result = ddgan_model(profile, ResultCache(args.cache_dir, read_committed=True))
         metrics, checkpoint = result.metrics["train"], find_model_file(result.path, "ddgan")
+    over = (f" over {metrics['processes']} processes"
+            if metrics.get("processes", 1) > 1 else "")
     print(f"trained {metrics['train_steps']} generator steps ({metrics['images_seen']:,} real "
-          f"images) in {metrics['wall_time_s']:.0f} s; D loss {metrics['loss_d']:.4f}, "
+          f"images) in {metrics['wall_time_s']:.0f} s{over}; D loss {metrics['loss_d']:.4f}, "
           f"logit gap {metrics['gap']:.4f}")
     print(f"checkpoint: {checkpoint}")
     return 0

@@ -52,12 +52,26 @@ class World:
             raise ValueError(f"{what}={batch_size} does not split over {self.size} processes; "
                              f"use a multiple of {self.size}")
 
-    def shard(self, batch: torch.Tensor) -> torch.Tensor:
-        """This process's contiguous slice of a global batch (the batch itself when alone)."""
+    def shard(self, batch: torch.Tensor, groups_of: int = 1) -> torch.Tensor:
+        """This process's share of a global batch (the batch itself when alone).
+
+        ``groups_of = 1``: a contiguous slice. ``groups_of = G``: whole minibatch-stddev groups
+        of the discriminator (:func:`~ddgan_core.nets.discriminator.minibatch_stddev`, where
+        sample ``i`` of a batch of ``B`` is in group ``i mod B/G``), ordered so that the same
+        rule on this process's batch forms the same groups; the D's outputs are then those of
+        the whole batch. A batch that does not split into whole groups is sliced contiguously.
+        """
         if self.size == 1:
             return batch
-        per = batch.shape[0] // self.size
-        return batch[self.rank * per:(self.rank + 1) * per]
+        b = batch.shape[0]
+        per = b // self.size
+        if groups_of <= 1 or b % (groups_of * self.size):
+            return batch[self.rank * per:(self.rank + 1) * per]
+        groups = b // groups_of
+        mine = groups // self.size
+        first = self.rank * mine
+        index = [j + k * groups for k in range(groups_of) for j in range(first, first + mine)]
+        return batch[torch.tensor(index, device=batch.device)]
 
     def average_gradients(self, parameters: Iterable[torch.nn.Parameter]) -> None:
         """Replace each gradient by its mean over the processes (nothing when alone)."""

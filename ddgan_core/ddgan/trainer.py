@@ -43,7 +43,6 @@ first half of training is mostly at parity (late parity can be convergence).
 from __future__ import annotations
 
 import math
-import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -63,6 +62,7 @@ from ..checkpoint import (
 )
 from ..device import pick_device
 from ..diffusion import GaussianDiffusion
+from ..distributed import World, current_world
 from ..nets.discriminator import Discriminator
 from ..nets.unet import count_parameters
 from ..training import (
@@ -262,6 +262,7 @@ class DDGANTrainer:
         ema_decay: float = 0.999,
         device: str | torch.device = "cpu",
         seed: int = 0,
+        world: World | None = None,
     ):
         if d_steps < 1:
             raise ValueError(f"d_steps={d_steps} must be >= 1")
@@ -285,6 +286,10 @@ class DDGANTrainer:
         self.gen.manual_seed(int(seed))
         self.step = 0  # completed generator updates
         self.d_updates = 0  # completed discriminator updates
+        # under torchrun: every process draws the global batch's noise and keeps its share
+        # (whole minibatch-stddev groups), gradients are averaged (ddgan_core.distributed)
+        self.world = world or World()
+        self._groups = int(getattr(D, "stddev_group", 1) or 1)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -312,6 +317,10 @@ class DDGANTrainer:
         b = x0.shape[0]
         t = self._t(b)
         x_prev, x_t = q_sample_pairs(self.diffusion, x0, t, self.gen)
+        z = self._z(b)  # drawn in the same order as ever: t, the pair's noise, z, noise
+        noise = torch.randn(x0.shape, generator=self.gen, device=self.device)
+        x_prev, x_t, t, z, noise = (self.world.shard(v, self._groups)
+                                    for v in (x_prev, x_t, t, z, noise))
         weight = r1_weight(self.r1_gamma, self.lazy_r1, self.d_updates, self.r1_convention)
         if weight > 0:
             x_prev.requires_grad_(True)
@@ -319,8 +328,6 @@ class DDGANTrainer:
         with autocast_context(self.device):
             d_real = self.D(x_prev, x_t, t).float()
         r1 = r1_penalty(d_real, x_prev) if weight > 0 else None
-        z = self._z(b)
-        noise = torch.randn(x0.shape, generator=self.gen, device=self.device)
         with torch.no_grad(), autocast_context(self.device):
             x_fake, _ = generator_posterior_sample(self.G, self.diffusion, x_t, t, z, noise)
         with autocast_context(self.device):
@@ -329,6 +336,7 @@ class DDGANTrainer:
         total = loss + weight * r1 if r1 is not None else loss
         self.opt_d.zero_grad(set_to_none=True)
         total.backward()
+        self.world.average_gradients(self.D.parameters())
         self.opt_d.step()
         self.d_updates += 1
         zero = torch.zeros((), device=self.device)
@@ -350,6 +358,7 @@ class DDGANTrainer:
         )
         z = self._z(b)
         noise = torch.randn(x0.shape, generator=self.gen, device=self.device)
+        x_t, t, z, noise = (self.world.shard(v, self._groups) for v in (x_t, t, z, noise))
         self.D.requires_grad_(False)
         with autocast_context(self.device):
             x_fake, _ = generator_posterior_sample(self.G, self.diffusion, x_t, t, z, noise)
@@ -357,6 +366,7 @@ class DDGANTrainer:
         loss = g_loss(d_fake)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
+        self.world.average_gradients(self.G.parameters())
         self.opt_g.step()
         self.D.requires_grad_(True)
         self.ema.update(self.G)
@@ -375,14 +385,14 @@ class DDGANTrainer:
         g_stats = self.g_step(x0)
         self.step += 1
         n = float(self.d_steps)
-        return torch.stack([
+        return self.world.mean(torch.stack([
             sum(s["loss_d"] for s in d_stats) / n,
             g_stats["loss_g"],
             sum(s["d_real"] for s in d_stats) / n,
             sum(s["d_fake"] for s in d_stats) / n,
             sum(s["r1"] for s in d_stats),
             sum(s["r1_count"] for s in d_stats),
-        ])
+        ]))
 
     # -- state -----------------------------------------------------------------------------
 
@@ -519,15 +529,13 @@ def train_ddgan(
     and ``stall_fraction_early`` (first half; a warning when above 0.5), ``history`` and
     ``finished``.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ValueError("train_ddgan runs in one process: data-parallel training under torchrun "
-                         "exists for the DDPM trainer only so far (ddgan_core.distributed)")
-    device = pick_device(device)
+    world, device = current_world(pick_device(device))
     workdir = prepare_workdir(workdir)
     arch = _arch(config)
     seed = int(config.get("seed", 0))
     total = int(config["ddgan_train_steps"])
     batch_size = int(config["ddgan_batch_size"])
+    world.check_batch(batch_size, "ddgan_batch_size")
     every_ckpt = checkpoint_cadence(checkpoint_every, config, "ddgan_checkpoint_every")
     log_every = int(log_every or config.get("ddgan_log_every", 0) or _log_every(total))
 
@@ -548,6 +556,7 @@ def train_ddgan(
         ema_decay=float(config["ddgan_ema_decay"]),
         device=device,
         seed=seed,
+        world=world,
     )
     if data is None:
         from ..data import load_fashion_mnist
@@ -608,6 +617,9 @@ def train_ddgan(
         networks = {"G": trainer.G, "D": trainer.D, "G_ema": trainer.ema.model}
         check_weights_finite(step, networks,
                              probe_logits(trainer.G, trainer.D, diffusion, *probe))
+        if not world.is_main:  # the processes hold the same state; one writes it
+            world.barrier()
+            return
         save_checkpoint(ckpt_path, {
             "format": CHECKPOINT_FORMAT,
             "arch": arch,
@@ -618,14 +630,17 @@ def train_ddgan(
             "wall_time_s": wall_before + seconds,
             "images_seen": images["seen"],
         })
+        world.barrier()
 
     end = run_training_loop(
-        train_step, save, log, start=trainer.step, total=total, desc="DDGAN", progress=progress,
+        train_step, save, log, start=trainer.step, total=total, desc="DDGAN",
+        progress=progress and world.is_main,
         log_every=log_every, checkpoint_every=every_ckpt, stop_after=stop_after,
         max_seconds=max_seconds,
     )
-    if end.finished:
+    if end.finished and world.is_main:
         save_generator(workdir / GENERATOR_FILE, trainer.ema.model, config, trainer.step)
+    world.barrier()
 
     early = history[: max(1, len(history) // 2)]
     metrics: dict[str, Any] = {
@@ -640,6 +655,7 @@ def train_ddgan(
         "stall_fraction": stall_fraction(history),
         "stall_fraction_early": stall_fraction(early),
         "history": history,
+        "processes": world.size,
     }
     last = history[-1] if history else {}
     for key in ("loss_d", "loss_g", "r1", "d_real", "d_fake", "gap"):
