@@ -151,7 +151,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "budget_threads": 1,
         "budget_ema_decay": 0.99,       # ~1,000 steps each: an EMA half-life of 69 steps
         "comparison_ddpm": [["ddim", 10], ["ddim", 20], ["ancestral", 100]],
-        "comparison_reference": [["ancestral", 100]],
+        "comparison_reference": [],     # chapter 3's DDPM stays in chapter 3 (n = 500 grid)
         "r1_study_steps": 150,
     },
     "full": {

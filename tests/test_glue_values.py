@@ -47,6 +47,8 @@ TEXT_GLUES = {
     "quality_verdict": "a sentence whose wording depends on whether the FID intervals of DDGAN "
                        "and DDPM-100 overlap, and on whether the profile has a DDPM-100 row; "
                        "the numbers themselves are glued as gan_fid and ddpm100_fid",
+    "reference_note": "a sentence naming the device of chapter 3's DDPM, worded by whether the "
+                      "profile adds its rows to the comparison",
     "matched_text": "a sentence naming the DDPM sampler that matches DDGAN's FID, or saying "
                     "that none does",
     "matched_ratio_text": "the matched-quality speed-up, or a phrase saying it is not defined "
