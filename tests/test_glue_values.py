@@ -49,6 +49,8 @@ TEXT_GLUES = {
                        "the numbers themselves are glued as gan_fid and ddpm100_fid",
     "reference_note": "a sentence naming the device of chapter 3's DDPM, worded by whether the "
                       "profile adds its rows to the comparison",
+    "trend_note": "a sentence that appears only when DDGAN's FID fell at every progress "
+                  "point, quoting the first and last values and the discriminator's state",
     "matched_text": "a sentence naming the DDPM sampler that matches DDGAN's FID, or saying "
                     "that none does",
     "matched_ratio_text": "the matched-quality speed-up, or a phrase saying it is not defined "
