@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from . import ddgan
-from .budget import num_threads, planned_steps
+from .budget import BUDGET_FILE, num_threads, planned_steps
 from .cache import Result, ResultCache, write_json_atomic
 from .checkpoint import find_model_file
 from .device import pick_device, synchronize
@@ -151,7 +151,7 @@ def ddpm_budget_model(profile: dict[str, Any], cache: ResultCache | None = None)
             images, _ = ddpm.ddpm_sample(model, diffusion, 64, 100, "ancestral",
                                          seed=config["seed"], device=device)
         save_grid(images, workdir / "samples.png", nrow=8)
-        (workdir / "budget.json").unlink(missing_ok=True)
+        (workdir / BUDGET_FILE).unlink(missing_ok=True)
         return {**metrics, "budget": plan}
 
     return (cache or ResultCache()).load_or_run("ddpm_budget_model", config, compute)
@@ -294,7 +294,7 @@ def ddgan_model(profile: dict[str, Any], cache: ResultCache | None = None) -> Re
             run, plan = _budget_plan(train, config, "ddgan_train_steps", workdir)
             metrics = _train_ddgan_with_progress(run, workdir, device, train,
                                                  _ddgan_cadence(profile))
-        (workdir / "budget.json").unlink(missing_ok=True)
+        (workdir / BUDGET_FILE).unlink(missing_ok=True)
         return {**metrics, "budget": plan}
 
     return (cache or ResultCache()).load_or_run("ddgan_model", config, compute)

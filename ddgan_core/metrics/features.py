@@ -102,11 +102,13 @@ class FashionCNN(nn.Module):
 # checkpoint I/O
 
 
-def check_not_pinned(paths: list[str | os.PathLike | None], overwrite_pinned: bool) -> None:
+def check_not_pinned(paths: list[str | os.PathLike | None], overwrite_pinned: bool,
+                     default_out: str | os.PathLike = DEFAULT_TRAIN_OUT) -> None:
     """Refuse to write any of ``paths`` inside the packaged assets unless ``overwrite_pinned``.
 
-    Writing over ``assets/fmnist_classifier.*`` changes the checkpoint's SHA-256, after which
-    every evaluation fails its checksum, so it takes an explicit ``--overwrite-pinned``.
+    Writing over a pinned extractor in ``assets/`` changes its SHA-256, after which every
+    evaluation fails its checksum, so it takes an explicit ``--overwrite-pinned``
+    (``default_out``: where the extractor's training writes otherwise, named in the error).
     """
     if overwrite_pinned:
         return
@@ -117,7 +119,7 @@ def check_not_pinned(paths: list[str | os.PathLike | None], overwrite_pinned: bo
                 f"refusing to write {path}: it is inside the packaged, pinned feature-extractor "
                 f"assets ({ASSET_DIR}), and replacing them makes every eval fail its checksum; "
                 f"pass --overwrite-pinned to do that on purpose, or write elsewhere (the default "
-                f"is {DEFAULT_TRAIN_OUT} under the working directory)"
+                f"is {default_out} under the working directory)"
             )
 
 
@@ -136,6 +138,29 @@ def save_checkpoint(model: FashionCNN, path: str | os.PathLike) -> str:
     data = save(tensors, metadata={"name": f"{EXTRACTOR_NAME} float16"})
     atomic_write_bytes(Path(path), data)
     return hashlib.sha256(data).hexdigest()
+
+
+def save_trained_extractor(info: dict, model: nn.Module, out, manifest, save, load,
+                           test_x: torch.Tensor, test_y: torch.Tensor, acc_fp32: float,
+                           device) -> dict:
+    """The end of an extractor's training, shared by both extractors: write ``model`` to
+    ``out`` with ``save`` (fp16), reload it with ``load`` (checksum checked) and measure the
+    test accuracy of what was written, then write ``info`` as the JSON ``manifest``. Without
+    ``out`` the accuracy is the fp32 model's. Returns ``info`` with the ``model``."""
+    if out is not None:
+        digest = save(model, out)
+        reloaded = load(out, device=device, expected_sha256=digest)
+        info["sha256"] = digest
+        info["test_accuracy"] = classifier_accuracy(reloaded, test_x, test_y)
+        info["checkpoint_bytes"] = Path(out).stat().st_size
+        info["checkpoint_dtype"] = "float16"
+        if manifest is not None:
+            text = json.dumps(info, indent=2, sort_keys=True) + "\n"
+            atomic_write_bytes(Path(manifest), text.encode())
+    else:
+        info["test_accuracy"] = acc_fp32
+    info["model"] = model
+    return info
 
 
 def load_feature_extractor(
@@ -415,20 +440,8 @@ def train_classifier(
                 "max_train_images": max_train_images,
             },
         }
-        if out is not None:
-            digest = save_checkpoint(model, out)
-            reloaded = load_feature_extractor(out, device=device, expected_sha256=digest)
-            info["sha256"] = digest
-            info["test_accuracy"] = classifier_accuracy(reloaded, test_x, test_y)
-            info["checkpoint_bytes"] = Path(out).stat().st_size
-            info["checkpoint_dtype"] = "float16"
-            if manifest is not None:
-                text = json.dumps(info, indent=2, sort_keys=True) + "\n"
-                atomic_write_bytes(Path(manifest), text.encode())
-        else:
-            info["test_accuracy"] = acc_fp32
-        info["model"] = model
-        return info
+        return save_trained_extractor(info, model, out, manifest, save_checkpoint,
+                                      load_feature_extractor, test_x, test_y, acc_fp32, device)
     finally:
         torch.use_deterministic_algorithms(old_det)
         torch.backends.cudnn.benchmark = old_bench

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -45,7 +44,14 @@ from torch import nn
 from ..cache import atomic_write_bytes
 from ..checkpoint import CheckpointError
 from ..device import default_device, device_description
-from .features import ASSET_DIR, classifier_accuracy, extract_features
+from ..training import warmup_cosine
+from .features import (
+    ASSET_DIR,
+    check_not_pinned,
+    classifier_accuracy,
+    extract_features,
+    save_trained_extractor,
+)
 
 SECOND_NAME = "fmnist-cnn-b"
 SECOND_FEATURE_DIM = 64
@@ -214,27 +220,6 @@ def extract_second_features(images: torch.Tensor, model: FashionCNNB | None = No
 # training
 
 
-def _check_not_pinned(paths, overwrite_pinned: bool) -> None:
-    if overwrite_pinned:
-        return
-    assets = ASSET_DIR.resolve()
-    for path in paths:
-        if path is not None and assets in Path(path).resolve().parents:
-            raise ValueError(
-                f"refusing to write {path}: it is inside the packaged, pinned feature-extractor "
-                f"assets ({ASSET_DIR}); pass overwrite_pinned=True to do that on purpose (then "
-                f"update SECOND_SHA256), or write elsewhere (the default is {SECOND_TRAIN_OUT})"
-            )
-
-
-def _lr_factor(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(total - warmup, 1)
-    return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
 @torch.no_grad()
 def _standardise(model: FashionCNNB, images: torch.Tensor, batch_size: int = 1000) -> None:
     """Set ``feat_mean``/``feat_std`` to the per-dimension mean and std (ddof=1) of ``z``."""
@@ -277,7 +262,7 @@ def train_second_extractor(
 
     if manifest is None and out is not None:
         manifest = Path(out).with_suffix(".json")
-    _check_not_pinned([out, manifest], overwrite_pinned)
+    check_not_pinned([out, manifest], overwrite_pinned, default_out=SECOND_TRAIN_OUT)
     device = torch.device("cpu")
     old_threads = torch.get_num_threads()
     old_det = torch.are_deterministic_algorithms_enabled()
@@ -303,7 +288,7 @@ def train_second_extractor(
         steps_per_epoch = train_x.shape[0] // batch_size
         total = epochs * steps_per_epoch
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: _lr_factor(step, steps_per_epoch, total)
+            optimizer, lambda step: warmup_cosine(step, total, steps_per_epoch)
         )
         smooth = SECOND_TRAIN_CONFIG["label_smoothing"]
         index = torch.arange(train_x.shape[0])
@@ -352,20 +337,8 @@ def train_second_extractor(
                 "max_train_images": max_train_images,
             },
         }
-        if out is not None:
-            digest = save_second_checkpoint(model, out)
-            reloaded = load_second_extractor(out, device=device, expected_sha256=digest)
-            info["sha256"] = digest
-            info["test_accuracy"] = classifier_accuracy(reloaded, test_x, test_y)
-            info["checkpoint_bytes"] = Path(out).stat().st_size
-            info["checkpoint_dtype"] = "float16"
-            if manifest is not None:
-                text = json.dumps(info, indent=2, sort_keys=True) + "\n"
-                atomic_write_bytes(Path(manifest), text.encode())
-        else:
-            info["test_accuracy"] = acc_fp32
-        info["model"] = model
-        return info
+        return save_trained_extractor(info, model, out, manifest, save_second_checkpoint,
+                                      load_second_extractor, test_x, test_y, acc_fp32, device)
     finally:
         torch.use_deterministic_algorithms(old_det)
         torch.set_num_threads(old_threads)
