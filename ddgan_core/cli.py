@@ -586,13 +586,16 @@ def _add_book(sub: argparse._SubParsersAction) -> None:
 
 def _add_sweep(sub: argparse._SubParsersAction) -> None:
     parser = _command(
-        sub, "sweep", "run a chapter over a parameter grid into a CSV and a plot",
+        sub, "sweep", "run a chapter or an experiment over a parameter grid into a CSV and a plot",
         "Execute a chapter once per point of a parameter grid (several -p make a grid), read "
-        "every number it glues and write results.csv and plot.png. Every value is checked "
-        "before the first point runs.",
+        "every number it glues and write results.csv and plot.png; or compute (or load) a "
+        "cached experiment per point (ddgan_sweep_point: one DDGAN recipe trained for "
+        "sweep_steps and scored, the hyper-parameter chapter's unit) and write its metrics. "
+        "Every value is checked before the first point runs.",
         _sweep,
     )
-    parser.add_argument("notebook", help="a chapter, e.g. notebooks/01_forward_process")
+    parser.add_argument("notebook", help="a chapter, e.g. notebooks/01_forward_process, or "
+                        "the experiment ddgan_sweep_point")
     parser.add_argument("-p", "--param", nargs="+", action="append", required=True,
                         metavar="NAME VALUE", help="parameter and its values (repeat for a grid)")
     parser.add_argument("--profile", required=True, choices=sorted(PROFILES),

@@ -38,6 +38,7 @@ VERSIONS = {
     "comparison_point": 1,
     "r1_convention_run": 1,
     "speed_comparison": 1,
+    "ddgan_sweep_point": 1,
 }
 #: Profile keys that never enter a key: how often state is saved or logged.
 CADENCE_KEYS = ("ddpm_checkpoint_every", *ddgan.CADENCE_KEYS)
@@ -216,9 +217,11 @@ def check_deadline(what: str) -> None:
 
 
 def _evaluate_sampler(sample, n: int, device: torch.device, workdir: Path | None,
-                      **evaluate: Any) -> dict:
+                      classes: bool = False, **evaluate: Any) -> dict:
     """Sample ``n`` images with ``sample(n) -> (images, nfe)``, time it, and run every metric
-    (``evaluate``: keywords of :func:`~ddgan_core.metrics.evaluate.evaluate_samples`)."""
+    (``evaluate``: keywords of :func:`~ddgan_core.metrics.evaluate.evaluate_samples`); with
+    ``classes``, also the class histogram of the samples and of ``n`` test images, its floor
+    (:mod:`~ddgan_core.metrics.classes`)."""
     from .metrics.evaluate import evaluate_samples
 
     synchronize(device)
@@ -230,6 +233,12 @@ def _evaluate_sampler(sample, n: int, device: torch.device, workdir: Path | None
         save_grid(images[:64], workdir / "samples.png", nrow=8)
     metrics = evaluate_samples(images, device=device, **evaluate)
     metrics.pop("timings_s", None)
+    if classes:
+        from .data import load_fashion_mnist
+        from .metrics.classes import class_histogram
+
+        metrics["classes"] = class_histogram(images, device)
+        metrics["classes_floor"] = class_histogram(load_fashion_mnist("test")[0][:n], device)
     metrics.update(nfe=nfe, sampling_seconds=seconds, seconds_per_image=seconds / n)
     return metrics
 
@@ -298,6 +307,13 @@ def ddgan_model(profile: dict[str, Any], cache: ResultCache | None = None) -> Re
         return {**metrics, "budget": plan}
 
     return (cache or ResultCache()).load_or_run("ddgan_model", config, compute)
+
+
+def cached_ddgan_model(profile: dict[str, Any],
+                       cache: ResultCache | None = None) -> Result | None:
+    """:func:`ddgan_model`'s entry for ``profile`` when the cache holds it, else None (nothing
+    is trained: for pages that only compare with it)."""
+    return (cache or ResultCache()).load("ddgan_model", _ddgan_config("ddgan_model", profile))
 
 
 def _train_ddgan_with_progress(config: dict[str, Any], workdir: Path, device: torch.device,
@@ -374,6 +390,131 @@ def r1_convention_study(profile: dict[str, Any], cache: ResultCache | None = Non
         results.append(cache.load_or_run(
             "r1_convention_run", {**base, "ddgan_r1_convention": convention}, compute))
     return results
+
+
+def _sweep_point_config(profile: dict[str, Any]) -> dict[str, Any]:
+    """The cache key of :func:`ddgan_sweep_point`: the profile's DDGAN recipe with
+    ``sweep_steps`` generator steps (the EMA decay ``budget_ema_decay`` when set: a run of a few
+    hundred steps needs a short EMA) and the evaluation settings."""
+    from .metrics.features import CHECKPOINT_SHA256
+
+    settings = ddgan.training_config(profile)
+    settings["ddgan_train_steps"] = int(profile["sweep_steps"])
+    if float(profile["budget_ema_decay"]) > 0:
+        settings["ddgan_ema_decay"] = profile["budget_ema_decay"]
+    return _keyed("ddgan_sweep_point", profile, **settings, n=int(profile["sweep_samples"]),
+                  eval_batch_size=profile["eval_batch_size"],
+                  bootstrap=profile["bootstrap_replicates"], extractor=CHECKPOINT_SHA256)
+
+
+def ddgan_sweep_point(profile: dict[str, Any], cache: ResultCache | None = None) -> Result:
+    """One point of a hyper-parameter sweep: the profile's DDGAN trained for ``sweep_steps``
+    generator steps (with ``budget_threads`` threads, so two points run side by side), then
+    ``sweep_samples`` samples of its EMA generator scored with every metric and a bootstrap
+    interval, their class histogram (:mod:`~ddgan_core.metrics.classes`), seconds per image,
+    training minutes and the discriminator's state (:func:`ddgan.discriminator_state`).
+
+    The entry keeps the metrics, the training history and a sample grid, not the generator
+    (a few MB per point; the command that made a point makes it again). ``python -m ddgan_core
+    sweep ddgan_sweep_point -p NAME V1 V2 ...`` computes (or loads) these entries.
+    """
+    config = _sweep_point_config(profile)
+
+    def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
+        device = pick_device()
+        steps = int(config["ddgan_train_steps"])
+        threads = int(profile["budget_threads"])
+        with num_threads(threads):
+            train = ddgan.train_ddgan(config, workdir, device=device, progress=False,
+                                      log_every=max(1, steps // 50),
+                                      checkpoint_every=profile["ddgan_checkpoint_every"])
+            if not train["finished"]:
+                raise TrainingPaused(f"DDGAN sweep point stopped at step {train['train_steps']}; "
+                                     "asking for this entry again resumes it")
+            generator = ddgan.load_generator(workdir / ddgan.GENERATOR_FILE, device)
+            diffusion = ddgan.make_ddgan_diffusion(config["ddgan_timesteps"])
+            final = _evaluate_sampler(
+                _ddgan_sampler(generator, diffusion, config, device, config["seed"] + 1),
+                config["n"], device, workdir, classes=True, bootstrap=config["bootstrap"])
+            used = torch.get_num_threads()
+        for name in ("checkpoint.pt", ddgan.GENERATOR_FILE):
+            (workdir / name).unlink(missing_ok=True)
+        return {"train": train, "final": final, "threads": used,
+                "train_minutes": train["wall_time_s"] / 60.0,
+                "discriminator": ddgan.discriminator_state(train["history"])}
+
+    return (cache or ResultCache()).load_or_run("ddgan_sweep_point", config, compute)
+
+
+#: The hyper-parameter chapter's factors: (profile key varied, profile key listing its values).
+#: One factor at a time around the profile's recipe, each value for every seed of ``hp_seeds``.
+HYPERPARAMETER_FACTORS = (
+    ("ddgan_timesteps", "hp_timesteps"),
+    ("ddgan_nz", "hp_nz"),
+    ("ddgan_r1_gamma", "hp_r1_gamma"),
+    ("ddgan_d_steps", "hp_d_steps"),
+    ("ddgan_channels", "hp_channels"),
+)
+
+
+def hyperparameter_points(profile: dict[str, Any],
+                          seeds: list[int] | None = None) -> list[dict[str, Any]]:
+    """The overrides of every run of the hyper-parameter study, once each: the profile's own
+    recipe first, then each factor's values (:data:`HYPERPARAMETER_FACTORS`), each for every
+    seed of ``hp_seeds`` (or ``seeds``)."""
+    from .profiles import apply_overrides
+
+    seeds = list(profile["hp_seeds"] if seeds is None else seeds)
+    points: list[dict[str, Any]] = [{"seed": seed} for seed in seeds]
+    for key, values_key in HYPERPARAMETER_FACTORS:
+        for value in profile[values_key]:
+            points += [{key: value, "seed": seed} for seed in seeds]
+    unique, seen = [], set()
+    for point in points:
+        resolved = apply_overrides(dict(profile), point)  # checks every value before any run
+        settings = tuple(json.dumps(resolved[k])
+                         for k in ("seed", *(key for key, _ in HYPERPARAMETER_FACTORS)))
+        if settings not in seen:
+            seen.add(settings)
+            unique.append(point)
+    return unique
+
+
+def hyperparameter_study(profile: dict[str, Any], cache: ResultCache | None = None,
+                         seeds: list[int] | None = None) -> list[Result]:
+    """Every point of :func:`hyperparameter_points` as a :func:`ddgan_sweep_point` entry
+    (``seeds``: only these, e.g. one seed per process to run two side by side)."""
+    from .profiles import apply_overrides
+
+    cache = cache or ResultCache()
+    results = []
+    for point in hyperparameter_points(profile, seeds):
+        check_deadline("ddgan_sweep_point " + ", ".join(f"{k}={v}" for k, v in point.items()))
+        results.append(ddgan_sweep_point(apply_overrides(dict(profile), point), cache))
+    return results
+
+
+def sweep_point_summary(result: Result) -> dict[str, Any]:
+    """The flat row of one :func:`ddgan_sweep_point` entry: every metric with its 95% bootstrap
+    interval (``_lo``/``_hi``), the class statistics with their test-set floor, seconds per
+    image, training minutes, parameters and the discriminator's state."""
+    metrics, final = result.metrics, result.metrics["final"]
+    row: dict[str, Any] = {}
+    for name in ("fid", "kid", "precision", "recall", "density", "coverage"):
+        row[name] = final[name]
+        interval = final.get("uncertainty", {}).get(name, {})
+        row[f"{name}_lo"], row[f"{name}_hi"] = interval.get("lo"), interval.get("hi")
+    row["fid_floor"] = final["fid_floor"]
+    row["classes_covered"] = final["classes"]["classes_covered"]
+    row["kl_to_uniform"] = final["classes"]["kl_to_uniform"]
+    row["kl_to_uniform_floor"] = final["classes_floor"]["kl_to_uniform"]
+    row["seconds_per_image"] = final["seconds_per_image"]
+    row["train_minutes"] = metrics["train_minutes"]
+    row["generator_parameters"] = metrics["train"]["generator_parameters"]
+    row["gap_median"] = metrics["discriminator"].get("gap_median")
+    row["near_parity_share"] = metrics["discriminator"].get("near_parity_share")
+    row["loss_d_distance_median"] = metrics["discriminator"].get("loss_d_distance_median")
+    return row
 
 
 #: The methods of chapter 4's comparison: DDGAN and the DDPM of the same budget (both trained on
@@ -533,6 +674,7 @@ EXPERIMENTS: dict[str, Callable[[dict[str, Any], ResultCache | None], Any]] = {
     "r1_convention_study": r1_convention_study,
     "comparison": comparison,
     "speed_comparison": speed_comparison,
+    "hyperparameter_study": hyperparameter_study,
 }
 
 

@@ -80,6 +80,15 @@ _BASE: dict[str, Any] = {
     "comparison_ddpm": [["ddim", 10], ["ddim", 20], ["ancestral", 100], ["ancestral", 1000]],
     "comparison_reference": [["ddim", 10], ["ancestral", 100]],  # chapter 3's DDPM, labelled
     "r1_study_steps": 300,          # generator steps per run of the R1-convention comparison
+    # hyper-parameter study (chapter 5): one factor at a time around the profile's DDGAN recipe
+    "sweep_steps": 2_000,           # generator steps of one sweep run (ddgan_sweep_point)
+    "sweep_samples": 5_000,         # samples per sweep run's evaluation
+    "hp_seeds": [0, 1],             # seeds of every point
+    "hp_timesteps": [1, 2, 4, 8],   # T; 1: a conditional GAN on pure noise
+    "hp_nz": [0, 4, 16, 64],        # latent size; 0: a deterministic, unimodal kernel
+    "hp_r1_gamma": [0.0, 0.002, 0.02, 0.2],  # R1 weight, in ddgan_r1_convention
+    "hp_d_steps": [1, 2, 3],        # D updates per G update
+    "hp_channels": [[32, 64, 64], [64, 128, 128], [128, 256, 256]],  # half, equal, double
 }
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -122,6 +131,14 @@ PROFILES: dict[str, dict[str, Any]] = {
         "comparison_ddpm": [["ddim", 2], ["ancestral", 5]],
         "comparison_reference": [["ddim", 2]],
         "r1_study_steps": 4,
+        "sweep_steps": 3,
+        "sweep_samples": 160,
+        "hp_seeds": [0],
+        "hp_timesteps": [1, 2],
+        "hp_nz": [0, 8],
+        "hp_r1_gamma": [0.0, 0.02],
+        "hp_d_steps": [1],
+        "hp_channels": [[8, 16, 16]],
     },
     "cpu": {
         **_BASE,
@@ -153,6 +170,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "comparison_ddpm": [["ddim", 10], ["ddim", 20], ["ancestral", 100]],
         "comparison_reference": [],     # chapter 3's DDPM stays in chapter 3 (n = 500 grid)
         "r1_study_steps": 150,
+        "sweep_steps": 150,             # 28 runs (14 points, 2 seeds) in under 2 h on 2 cores
+        "sweep_samples": 1_000,
+        "hp_channels": [[16, 32, 32], [32, 64, 64], [64, 128, 128]],  # half, equal, double
     },
     "full": {
         **_BASE,
@@ -179,8 +199,8 @@ DESCRIPTIONS = {
 
 #: Integer settings that may be 0 (a seed, "no latent", "never"/"automatic" cadences); every other
 #: integer setting counts something and must be >= 1.
-MAY_BE_ZERO = {"seed", "ddgan_nz", "ddpm_checkpoint_every", "ddgan_checkpoint_every",
-               "ddgan_log_every", "ddpm_warmup_steps", "budget_threads"}
+MAY_BE_ZERO = {"seed", "ddgan_nz", "hp_seeds", "hp_nz", "ddpm_checkpoint_every",
+               "ddgan_checkpoint_every", "ddgan_log_every", "ddpm_warmup_steps", "budget_threads"}
 
 
 #: String settings with a fixed set of values, checked when a profile is resolved.

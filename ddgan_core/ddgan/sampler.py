@@ -50,7 +50,13 @@ IMAGE_SHAPE = (1, 28, 28)
 
 
 class DDGANGenerator(nn.Module):
-    """G(x_t, t, z) = tanh(UNet(x_t, t, z)): the predicted x_0, bounded to [-1, 1]."""
+    """G(x_t, t, z) = tanh(UNet(x_t, t, z)): the predicted x_0, bounded to [-1, 1].
+
+    With ``z_dim = 0`` (``ddgan_nz = 0``) there is no latent: G(x_t, t) is deterministic, so the
+    reverse kernel q(x_{t-1} | x_t, x_0 = G(x_t, t)) is one Gaussian, as DDPM's, and the UNet has
+    no mapping network or adaptive norms (the DDGAN paper's "no latent" ablation). Callers still
+    pass ``z`` of shape [B, 0].
+    """
 
     def __init__(self, net: UNet):
         super().__init__()
@@ -58,7 +64,7 @@ class DDGANGenerator(nn.Module):
         self.z_dim = net.z_dim
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.net(x_t, t, z))
+        return torch.tanh(self.net(x_t, t, z if self.z_dim else None))
 
 
 def _arch(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -72,10 +78,11 @@ def _arch(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def make_generator(config: Mapping[str, Any]) -> DDGANGenerator:
     """The image generator: a UNet with ``z_dim = ddgan_nz``, channels ``ddgan_channels``,
-    ``ddgan_res_blocks`` blocks per level, attention at 7x7, and a tanh output."""
+    ``ddgan_res_blocks`` blocks per level, attention at 7x7, and a tanh output (``ddgan_nz = 0``:
+    no latent, a deterministic generator; see :class:`DDGANGenerator`)."""
     nz = int(config["ddgan_nz"])
-    if nz < 1:
-        raise ValueError(f"ddgan_nz={nz} must be >= 1 (DDGAN's generator takes a latent z)")
+    if nz < 0:
+        raise ValueError(f"ddgan_nz={nz} must be >= 0 (0: a generator without latent)")
     return DDGANGenerator(UNet(
         channels=list(config["ddgan_channels"]),
         num_res_blocks=int(config["ddgan_res_blocks"]),
