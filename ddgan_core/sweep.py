@@ -109,10 +109,12 @@ def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
 
 
 def experiment_rows(name: str, profile: dict[str, Any], grid: dict[str, list[Any]],
-                    cache=None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+                    cache=None, verbose: bool = True,
+                    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The rows of experiment ``name`` (see :func:`sweep_experiments`) at every point of
     ``grid`` around the resolved ``profile``, computing missing entries; returns (rows, records
-    of the cache entry each point used). Every point is checked before the first one runs."""
+    of the cache entry each point used). Every point is checked before the first one runs; each
+    is announced on one line unless ``verbose`` is false."""
     from .cache import ResultCache
     from .profiles import apply_overrides
 
@@ -125,8 +127,9 @@ def experiment_rows(name: str, profile: dict[str, Any], grid: dict[str, list[Any
     cache = cache or ResultCache()
     rows, records = [], []
     for index, (point, config) in enumerate(zip(points, resolved)):
-        label = ", ".join(f"{k}={v}" for k, v in point.items())
-        print(f"[{index + 1}/{len(points)}] {name}: {label}", flush=True)
+        if verbose:
+            label = ", ".join(f"{k}={v}" for k, v in point.items())
+            print(f"[{index + 1}/{len(points)}] {name}: {label}", flush=True)
         result = run(config, cache)
         rows.append({"profile": profile["profile"], **point, **summary(result)})
         records.append({"parameters": point, "cache_entries": [

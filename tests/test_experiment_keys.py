@@ -28,6 +28,14 @@ NOT_IN_KEY = {
                                # a budget > 0 is in the key with its threads and device
     "comparison_ddpm",         # which comparison rows exist; each row's key holds its sampler, K
     "comparison_reference",
+    "hp_seeds",                # which hyper-parameter points exist; each point's key holds its
+    "hp_timesteps",            # own seed and settings
+    "hp_nz",
+    "hp_r1_gamma",
+    "hp_d_steps",
+    "hp_channels",
+    "budget_threads",          # a sweep point's threads: its time (in the manifest), not its
+                               # numbers; a budgeted model's key holds them
 }
 
 
@@ -48,7 +56,8 @@ class RecordingProfile(dict):
 
 
 #: Profile keys stored in a key under another name.
-RENAMED = {"ddpm_grid_samples": "n", "bootstrap_replicates": "bootstrap"}
+RENAMED = {"ddpm_grid_samples": "n", "bootstrap_replicates": "bootstrap", "sweep_samples": "n",
+           "sweep_steps": "ddgan_train_steps", "budget_ema_decay": "ddgan_ema_decay"}
 
 
 class RecordingCache(ResultCache):
