@@ -441,7 +441,8 @@ def ddgan_sweep_point(profile: dict[str, Any], cache: ResultCache | None = None)
             (workdir / name).unlink(missing_ok=True)
         return {"train": train, "final": final, "threads": used,
                 "train_minutes": train["wall_time_s"] / 60.0,
-                "discriminator": ddgan.discriminator_state(train["history"])}
+                "discriminator": ddgan.discriminator_state(
+                    train["history"], loss=config.get("ddgan_loss", "ns"))}
 
     return (cache or ResultCache()).load_or_run("ddgan_sweep_point", config, compute)
 

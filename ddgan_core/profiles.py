@@ -67,6 +67,7 @@ _BASE: dict[str, Any] = {
     "ddgan_r1_gamma": 0.02,
     "ddgan_lazy_r1": 15,
     "ddgan_r1_convention": "ddgan", # lazy R1 weight: "ddgan" gamma/2, "stylegan2" gamma/2 * k
+    "ddgan_loss": "ns",             # divergence per step: ns, hinge, lsgan, wgan-gp, kl, reverse-kl
     "ddgan_d_steps": 1,
     "ddgan_ema_decay": 0.9995,
     "ddgan_checkpoint_every": 1000,
@@ -207,6 +208,7 @@ MAY_BE_ZERO = {"seed", "ddgan_nz", "hp_seeds", "hp_nz", "ddpm_checkpoint_every",
 CHOICES = {
     "ddgan_r1_convention": ("ddgan", "stylegan2"),
     "ddgan_d_head": ("mean", "flatten"),
+    "ddgan_loss": ("ns", "hinge", "lsgan", "wgan-gp", "kl", "reverse-kl"),  # ddgan.LOSSES
 }
 
 

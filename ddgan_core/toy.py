@@ -137,8 +137,10 @@ def train_toy_ddgan(
     n_eval: int = 2500,
     scale: float = 2.0,
     progress: bool = True,
+    loss: str = "ns",
 ) -> dict[str, Any]:
-    """Train a T-step DDGAN on a 2-D mixture (CPU, seconds) and evaluate it.
+    """Train a T-step DDGAN on a 2-D mixture (CPU, seconds) and evaluate it; ``loss`` is the
+    divergence of every step (:data:`~ddgan_core.ddgan.losses.LOSSES`).
 
     Returns a dict with ``G`` (the EMA generator, used for evaluation), ``D``, ``diffusion``,
     ``history`` (entries every ``log_every`` steps: step, loss_d, loss_g, r1, d_real, d_fake,
@@ -156,6 +158,7 @@ def train_toy_ddgan(
     trainer = DDGANTrainer(
         G, D, diffusion, nz=nz, lr_g=lr_g, lr_d=lr_d, total_steps=steps, r1_gamma=r1_gamma,
         lazy_r1=lazy_r1, d_steps=d_steps, ema_decay=ema_decay, device="cpu", seed=seed,
+        loss=loss,
     )
     data_gen = torch.Generator().manual_seed(seed + 1)
 

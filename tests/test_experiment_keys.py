@@ -34,6 +34,7 @@ NOT_IN_KEY = {
     "hp_r1_gamma",
     "hp_d_steps",
     "hp_channels",
+    "ddgan_loss",              # in a key only when not "ns": a key without it means ns
     "budget_threads",          # a sweep point's threads: its time (in the manifest), not its
                                # numbers; a budgeted model's key holds them
 }

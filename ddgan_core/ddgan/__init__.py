@@ -2,11 +2,13 @@
 
 DDGAN keeps a short Gaussian forward chain (T = 4 steps of the discrete VP schedule) and models
 each reverse step p_theta(x_{t-1} | x_t) with a conditional GAN whose generator predicts x_0.
-Two modules:
+Three modules:
 
 - :mod:`ddgan_core.ddgan.sampler`: the generator, the reverse chain (:func:`ddgan_sample`) and
   the generator's model file (:func:`load_generator`);
-- :mod:`ddgan_core.ddgan.trainer`: real pairs, losses, R1, the stall watch, the generic
+- :mod:`ddgan_core.ddgan.losses`: the divergences ``ddgan_loss`` selects (non-saturating JS,
+  hinge, least squares, WGAN-GP, f-GAN KL and reverse KL);
+- :mod:`ddgan_core.ddgan.trainer`: real pairs, R1, the stall watch, the generic
   :class:`DDGANTrainer` and :func:`train_ddgan`.
 
 Everything is importable from here (``from ddgan_core import ddgan; ddgan.train_ddgan(...)``).
@@ -14,6 +16,7 @@ Everything is importable from here (``from ddgan_core import ddgan; ddgan.train_
 
 from ..checkpoint import CheckpointError
 from ..training import DivergenceError
+from .losses import LOSSES, chance_loss, d_loss, g_loss, gradient_penalty
 from .sampler import (
     ARCH_KEYS,
     GENERATOR_FILE,
@@ -37,10 +40,8 @@ from .trainer import (
     R1_CONVENTIONS,
     DDGANTrainer,
     HistoryLogger,
-    d_loss,
     discriminator_state,
     ema_generator_from_checkpoint,
-    g_loss,
     make_discriminator,
     probe_logits,
     q_sample_pairs,
@@ -61,18 +62,21 @@ __all__ = [
     "GENERATOR_FORMAT",
     "IMAGE_SHAPE",
     "LN4",
+    "LOSSES",
     "R1_CONVENTIONS",
     "CheckpointError",
     "DDGANGenerator",
     "DDGANTrainer",
     "DivergenceError",
     "HistoryLogger",
+    "chance_loss",
     "d_loss",
     "discriminator_state",
     "ddgan_sample",
     "ema_generator_from_checkpoint",
     "g_loss",
     "generator_from_weights",
+    "gradient_penalty",
     "generator_posterior_sample",
     "load_generator",
     "make_ddgan_diffusion",

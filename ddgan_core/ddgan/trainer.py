@@ -50,7 +50,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import (
@@ -78,6 +77,15 @@ from ..training import (
     run_training_loop,
     set_global_rng_state,
     warmup_cosine,
+)
+from .losses import (
+    DRIFT_WEIGHT,
+    GP_WEIGHT,
+    chance_loss,
+    check_loss,
+    d_loss,
+    g_loss,
+    gradient_penalty,
 )
 from .sampler import (
     GENERATOR_FILE,
@@ -136,16 +144,6 @@ def q_sample_pairs(
     return x_prev, x_t
 
 
-def d_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
-    """Discriminator loss, mean of softplus(-D(real)) + softplus(D(fake)) (non-saturating)."""
-    return F.softplus(-d_real.float()).mean() + F.softplus(d_fake.float()).mean()
-
-
-def g_loss(d_fake: torch.Tensor) -> torch.Tensor:
-    """Non-saturating generator loss, mean of softplus(-D(fake))."""
-    return F.softplus(-d_fake.float()).mean()
-
-
 def r1_penalty(d_real: torch.Tensor, x_real: torch.Tensor) -> torch.Tensor:
     """E_batch ||grad_{x_real} D||^2 from logits ``d_real`` computed on ``x_real``.
 
@@ -199,19 +197,21 @@ def stall_fraction(
 
 
 def discriminator_state(history: Sequence[Mapping[str, float]],
-                        loss_tol: float = 0.03) -> dict[str, float]:
+                        loss_tol: float = 0.03, loss: str = "ns") -> dict[str, float]:
     """How far the discriminator is from chance over ``history``, by two statistics rather than
     one threshold (logged intervals, all of them and the second half):
 
     * the logit gap ``mean D(real) - mean D(fake)``: its median and its second-half mean
       (0 when D cannot tell the pairs apart);
-    * the D loss's distance from ``2 ln 2`` (the loss of a D that outputs 0 everywhere): its
-      median, and the share of intervals within ``loss_tol`` of it.
+    * the D loss's distance from the loss of a D that outputs 0 everywhere (``2 ln 2`` for the
+      ``ns`` loss; :func:`~ddgan_core.ddgan.losses.chance_loss` of ``loss``): its median, and
+      the share of intervals within ``loss_tol`` of it.
     """
     if not history:
         return {}
+    chance = chance_loss(loss)
     gaps = [float(h["gap"]) for h in history]
-    distance = [abs(float(h["loss_d"]) - LN4) for h in history]
+    distance = [abs(float(h["loss_d"]) - chance) for h in history]
     late = history[len(history) // 2:]
 
     def median(values: list[float]) -> float:
@@ -258,6 +258,7 @@ class DDGANTrainer:
         r1_gamma: float,
         lazy_r1: int = 1,
         r1_convention: str = "stylegan2",
+        loss: str = "ns",
         d_steps: int = 1,
         ema_decay: float = 0.999,
         device: str | torch.device = "cpu",
@@ -278,6 +279,7 @@ class DDGANTrainer:
         self.lazy_r1 = int(lazy_r1)
         r1_weight(self.r1_gamma, self.lazy_r1, 0, r1_convention)  # checks the name
         self.r1_convention = r1_convention
+        self.loss = check_loss(loss)
         self.d_steps = int(d_steps)
         self.ema = EMA(self.G, ema_decay)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=self.lr_g, betas=ADAM_BETAS)
@@ -319,8 +321,13 @@ class DDGANTrainer:
         x_prev, x_t = q_sample_pairs(self.diffusion, x0, t, self.gen)
         z = self._z(b)  # drawn in the same order as ever: t, the pair's noise, z, noise
         noise = torch.randn(x0.shape, generator=self.gen, device=self.device)
+        # WGAN-GP's interpolation weights, drawn for the global batch after the rest (no other
+        # loss draws them, so their random streams are as before the option existed)
+        mix = (torch.rand((b,) + (1,) * (x0.ndim - 1), generator=self.gen, device=self.device)
+               if self.loss == "wgan-gp" else None)
         x_prev, x_t, t, z, noise = (self.world.shard(v, self._groups)
                                     for v in (x_prev, x_t, t, z, noise))
+        mix = self.world.shard(mix, self._groups) if mix is not None else None
         weight = r1_weight(self.r1_gamma, self.lazy_r1, self.d_updates, self.r1_convention)
         if weight > 0:
             x_prev.requires_grad_(True)
@@ -332,8 +339,12 @@ class DDGANTrainer:
             x_fake, _ = generator_posterior_sample(self.G, self.diffusion, x_t, t, z, noise)
         with autocast_context(self.device):
             d_fake = self.D(x_fake, x_t, t).float()
-        loss = d_loss(d_real, d_fake)
+        loss = d_loss(d_real, d_fake, self.loss)
         total = loss + weight * r1 if r1 is not None else loss
+        if mix is not None:  # the critic's own stabilisers (see ddgan_core.ddgan.losses)
+            with autocast_context(self.device):
+                gp = gradient_penalty(self.D, x_prev, x_fake, x_t, t, mix)
+            total = total + GP_WEIGHT * gp + DRIFT_WEIGHT * d_real.pow(2).mean()
         self.opt_d.zero_grad(set_to_none=True)
         total.backward()
         self.world.average_gradients(self.D.parameters())
@@ -363,7 +374,7 @@ class DDGANTrainer:
         with autocast_context(self.device):
             x_fake, _ = generator_posterior_sample(self.G, self.diffusion, x_t, t, z, noise)
             d_fake = self.D(x_fake, x_t, t).float()
-        loss = g_loss(d_fake)
+        loss = g_loss(d_fake, self.loss)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.world.average_gradients(self.G.parameters())
@@ -476,10 +487,15 @@ CADENCE_KEYS = ("ddgan_checkpoint_every", "ddgan_log_every")
 def training_config(profile: Mapping[str, Any]) -> dict[str, Any]:
     """The keys of a resolved profile that determine a trained DDGAN (as
     :func:`ddgan_core.ddpm.training_config` for DDPM): the seed and every ``ddgan_`` key but the
-    cadences, which go to :func:`train_ddgan` as ``checkpoint_every`` / ``log_every``."""
+    cadences, which go to :func:`train_ddgan` as ``checkpoint_every`` / ``log_every``.
+
+    ``ddgan_loss`` enters only when it is not ``ns``: a configuration without it means the
+    ``ns`` loss (every entry computed before the key existed), so those entries keep their keys.
+    """
     return {"seed": profile["seed"],
             **{k: profile[k] for k in sorted(profile)
-               if k.startswith("ddgan_") and k not in CADENCE_KEYS}}
+               if k.startswith("ddgan_") and k not in CADENCE_KEYS
+               and not (k == "ddgan_loss" and profile[k] == "ns")}}
 
 
 def _log_every(total: int) -> int:
@@ -552,6 +568,7 @@ def train_ddgan(
         lazy_r1=int(config["ddgan_lazy_r1"]),
         # a configuration from before the key existed meant StyleGAN2's weight
         r1_convention=str(config.get("ddgan_r1_convention", "stylegan2")),
+        loss=str(config.get("ddgan_loss", "ns")),  # likewise: before the key, the ns loss
         d_steps=int(config["ddgan_d_steps"]),
         ema_decay=float(config["ddgan_ema_decay"]),
         device=device,
