@@ -39,6 +39,7 @@ VERSIONS = {
     "r1_convention_run": 1,
     "speed_comparison": 1,
     "ddgan_sweep_point": 1,
+    "toy_kernel_run": 1,
 }
 #: Profile keys that never enter a key: how often state is saved or logged.
 CADENCE_KEYS = ("ddpm_checkpoint_every", *ddgan.CADENCE_KEYS)
@@ -518,6 +519,54 @@ def sweep_point_summary(result: Result) -> dict[str, Any]:
     return row
 
 
+def toy_kernel_run(profile: dict[str, Any], method: str, mixture: str, seed: int,
+                   cache: ResultCache | None = None) -> Result:
+    """One method of the toy kernel study (:mod:`ddgan_core.toy_kernels`) on one mixture and
+    seed: trained for ``toy_study_steps`` updates with a ``toy_study_T``-step chain, then
+    scored exactly (:func:`~ddgan_core.toy_kernels.evaluate_kernel`). The entry keeps the
+    scores, the chain's samples and 1,000 draws of the last step's kernel at the origin
+    (``draws.npz``)."""
+    import numpy as np
+
+    from . import toy_kernels
+
+    if mixture not in ("8gaussians", "25gaussians"):
+        raise ValueError(f"mixture={mixture!r}: valid are 8gaussians and 25gaussians")
+    config = _keyed("toy_kernel_run", profile, method=method, mixture=mixture, seed=int(seed),
+                    steps=int(profile["toy_study_steps"]), T=int(profile["toy_study_T"]),
+                    **toy_kernels.TOY_SETTINGS)
+
+    def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
+        with num_threads(1):  # small MLPs: one thread is as fast, and runs sit side by side
+            kernel, train = toy_kernels.train_toy_kernel(method, mixture, config["T"],
+                                                         config["steps"], config["seed"])
+            scores = toy_kernels.evaluate_kernel(kernel, mixture, config["T"], config["seed"])
+            chain = toy_kernels.sample_chain(kernel, config["T"], config["n_eval"],
+                                             torch.Generator().manual_seed(config["seed"]))
+            draws = toy_kernels.kernel_draws_at(kernel, torch.zeros(2), 0, 1000,
+                                                config["seed"])
+        np.savez_compressed(workdir / "draws.npz", chain=chain.numpy(), kernel=draws.numpy())
+        return {**scores, **train}
+
+    return (cache or ResultCache()).load_or_run("toy_kernel_run", config, compute)
+
+
+def toy_kernel_study(profile: dict[str, Any], cache: ResultCache | None = None,
+                     mixtures: list[str] | None = None) -> list[Result]:
+    """Every method of :data:`~ddgan_core.toy_kernels.TOY_METHODS` on every mixture of
+    ``toy_study_mixtures`` (or ``mixtures``) and seed of ``toy_study_seeds``."""
+    from .toy_kernels import TOY_METHODS
+
+    cache = cache or ResultCache()
+    results = []
+    for mixture in mixtures or profile["toy_study_mixtures"]:
+        for method in TOY_METHODS:
+            for seed in profile["toy_study_seeds"]:
+                check_deadline(f"toy_kernel_run {method} {mixture} seed {seed}")
+                results.append(toy_kernel_run(profile, method, mixture, seed, cache))
+    return results
+
+
 #: The methods of chapter 4's comparison: DDGAN and the DDPM of the same budget (both trained on
 #: this device), and the DDPM of chapter 3 as a separately labelled reference.
 COMPARISON_METHODS = ("ddgan", "ddpm", "ddpm_reference")
@@ -676,6 +725,7 @@ EXPERIMENTS: dict[str, Callable[[dict[str, Any], ResultCache | None], Any]] = {
     "comparison": comparison,
     "speed_comparison": speed_comparison,
     "hyperparameter_study": hyperparameter_study,
+    "toy_kernel_study": toy_kernel_study,
 }
 
 

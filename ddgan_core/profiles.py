@@ -90,6 +90,11 @@ _BASE: dict[str, Any] = {
     "hp_r1_gamma": [0.0, 0.002, 0.02, 0.2],  # R1 weight, in ddgan_r1_convention
     "hp_d_steps": [1, 2, 3],        # D updates per G update
     "hp_channels": [[32, 64, 64], [64, 128, 128], [128, 256, 256]],  # half, equal, double
+    # other kernels and divergences on the 2-D toys (chapter 6)
+    "toy_study_steps": 2_000,       # training updates of every toy method
+    "toy_study_T": 4,               # steps of every toy chain (DDGAN's T)
+    "toy_study_seeds": [0, 1],
+    "toy_study_mixtures": ["8gaussians", "25gaussians"],
 }
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -140,6 +145,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "hp_r1_gamma": [0.0, 0.02],
         "hp_d_steps": [1],
         "hp_channels": [[8, 16, 16]],
+        "toy_study_steps": 10,
+        "toy_study_seeds": [0],
+        "toy_study_mixtures": ["8gaussians"],
     },
     "cpu": {
         **_BASE,
@@ -174,6 +182,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "sweep_steps": 150,             # 28 runs (14 points, 2 seeds) in under 2 h on 2 cores
         "sweep_samples": 1_000,
         "hp_channels": [[16, 32, 32], [32, 64, 64], [64, 128, 128]],  # half, equal, double
+        "toy_study_steps": 1_000,
     },
     "full": {
         **_BASE,
@@ -200,7 +209,7 @@ DESCRIPTIONS = {
 
 #: Integer settings that may be 0 (a seed, "no latent", "never"/"automatic" cadences); every other
 #: integer setting counts something and must be >= 1.
-MAY_BE_ZERO = {"seed", "ddgan_nz", "hp_seeds", "hp_nz", "ddpm_checkpoint_every",
+MAY_BE_ZERO = {"seed", "ddgan_nz", "hp_seeds", "hp_nz", "toy_study_seeds", "ddpm_checkpoint_every",
                "ddgan_checkpoint_every", "ddgan_log_every", "ddpm_warmup_steps", "budget_threads"}
 
 

@@ -34,6 +34,8 @@ NOT_IN_KEY = {
     "hp_r1_gamma",
     "hp_d_steps",
     "hp_channels",
+    "toy_study_seeds",         # which toy runs exist; each run's key holds its seed, mixture
+    "toy_study_mixtures",
     "ddgan_loss",              # in a key only when not "ns": a key without it means ns
     "budget_threads",          # a sweep point's threads: its time (in the manifest), not its
                                # numbers; a budgeted model's key holds them
@@ -58,7 +60,8 @@ class RecordingProfile(dict):
 
 #: Profile keys stored in a key under another name.
 RENAMED = {"ddpm_grid_samples": "n", "bootstrap_replicates": "bootstrap", "sweep_samples": "n",
-           "sweep_steps": "ddgan_train_steps", "budget_ema_decay": "ddgan_ema_decay"}
+           "sweep_steps": "ddgan_train_steps", "budget_ema_decay": "ddgan_ema_decay",
+           "toy_study_steps": "steps", "toy_study_T": "T"}
 
 
 class RecordingCache(ResultCache):

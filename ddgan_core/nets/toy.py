@@ -50,7 +50,8 @@ class ToyDiscriminator(nn.Module):
 
 
 class ToyGenerator(nn.Module):
-    """G(x_t, t, z) -> predicted x_0 [B, dim]: MLP on [x_t, emb(t), w(z)] (linear output).
+    """G(x_t, t, z) -> predicted x_0 [B, dim]: MLP on [x_t, emb(t), w(z)] (linear output;
+    with ``z_dim = 0`` on [x_t, emb(t)], and ``z`` of shape [B, 0] is ignored).
 
     ``z`` first goes through a small mapping MLP; the network is called like the image
     generator, ``G(x_t, t, z)``.
@@ -62,9 +63,12 @@ class ToyGenerator(nn.Module):
         super().__init__()
         self.z_dim = z_dim
         self.temb_dim = temb_dim
-        self.mapping = nn.Sequential(nn.Linear(z_dim, hidden // 4), nn.SiLU())
-        self.net = _mlp(dim + temb_dim + hidden // 4, hidden, layers, dim, nn.SiLU)
+        # z_dim = 0: no latent and no mapping, a deterministic x_0 prediction
+        self.mapping = nn.Sequential(nn.Linear(z_dim, hidden // 4), nn.SiLU()) if z_dim else None
+        width = hidden // 4 if z_dim else 0
+        self.net = _mlp(dim + temb_dim + width, hidden, layers, dim, nn.SiLU)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         temb = timestep_embedding(t, self.temb_dim).to(x_t.dtype)
-        return self.net(torch.cat([x_t, temb, self.mapping(z)], dim=1))
+        parts = [x_t, temb] + ([self.mapping(z)] if self.mapping is not None else [])
+        return self.net(torch.cat(parts, dim=1))
