@@ -1,0 +1,341 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Other multimodal reverse kernels and other divergences
+#
+# ````{admonition} Rerun this chapter
+# :class: tip
+#
+# This page shows the {glue:text}`chapter_profile` profile. Every method below is one cached
+# run of `toy_kernel_run` per mixture and seed. Missing runs are computed when the page is
+# executed, at about a minute each on one CPU thread:
+#
+# ```bash
+# python -m ddgan_core book --profile cpu --only 06_kernels
+# papermill notebooks/06_kernels.ipynb out.ipynb -p profile cpu -p toy_study_steps 2000
+# python -m ddgan_core sweep notebooks/06_kernels \
+#     -p toy_study_steps 500 1000 2000 --profile cpu
+# python -m ddgan_core reproduce --profile cpu --only toy_kernel_study
+# ```
+#
+# **Cost.** The {glue:text}`toy_runs` runs of this page were {glue:text}`toy_source`, computed
+# {glue:text}`toy_where` in {glue:text}`toy_cpu_min:.0f` minutes of run time in all.
+# Executing this page took {glue:text}`chapter_seconds:.0f` s on {glue:text}`chapter_device`.
+# ````
+#
+# DDGAN makes the reverse kernel multimodal with a latent variable and fits it with an
+# adversarial divergence. The seed's programme ends with two questions about that choice:
+# would another divergence fit the kernel as well, and would another kind of multimodal kernel,
+# one that is not adversarial at all, do as well? This chapter answers both on 2-D toys, where
+# the data density and every true reverse kernel are known in closed form. Every method gets
+# the same forward process, the same number of steps $T$, the same number of training updates
+# and the same evaluation.
+
+# %% tags=["hide-cell"]
+# Opened on Colab or Binder, where this project is not installed: install it and the data first.
+import importlib.util
+import os
+import subprocess
+import sys
+
+if importlib.util.find_spec("ddgan_core") is None and (
+    "google.colab" in sys.modules or "BINDER_SERVICE_HOST" in os.environ
+):
+    repository = "git+https://github.com/ddgan-executable-paper/ddgan-book"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"ddgan-core[book] @ {repository}"],
+                   check=True)
+    subprocess.run([sys.executable, "-m", "ddgan_core", "data", "--download"], check=True)
+
+# %% tags=["parameters", "hide-input"]
+profile = "cpu"
+toy_study_steps = None
+toy_study_T = None
+toy_study_seeds = None
+
+# %% tags=["hide-cell"]
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from IPython.display import Markdown, display
+from myst_nb import glue
+
+from ddgan_core import toy
+from ddgan_core.cache import ResultCache
+from ddgan_core.ddgan import make_ddgan_diffusion
+from ddgan_core.experiments import toy_kernel_study
+from ddgan_core.plotting import cost, figure_png, machine_label, use_book_style
+from ddgan_core.profiles import get_profile, overrides_from
+from ddgan_core.toy_kernels import TOY_METHODS, TOY_SETTINGS
+
+chapter_start = time.perf_counter()
+cfg = get_profile(profile, **overrides_from(globals()))  # every profile key papermill passed
+use_book_style()
+glue("chapter_profile", cfg["profile"], display=False)
+runs = toy_kernel_study(cfg, ResultCache())  # every method, mixture and seed; cached
+glue("toy_T", int(cfg["toy_study_T"]), display=False)
+glue("toy_steps", int(cfg["toy_study_steps"]), display=False)
+glue("toy_batch", int(TOY_SETTINGS["batch_size"]), display=False)
+glue("toy_seeds", len(cfg["toy_study_seeds"]), display=False)
+glue("toy_components", int(TOY_SETTINGS["mixture_components"]), display=False)
+glue("toy_n", int(TOY_SETTINGS["n_eval"]), display=False)
+glue("toy_points", int(TOY_SETTINGS["kernel_points"]), display=False)
+glue("toy_draws", int(TOY_SETTINGS["kernel_draws"]), display=False)
+
+# %% [markdown]
+# ## Other divergences
+#
+# Chapter 4 fits every step's kernel by minimising an adversarial divergence between the true
+# kernel $q(x_{t-1} \mid x_t)$ and the model's $p_\theta(x_{t-1} \mid x_t)$ (its
+# {eq}`eq-ddgan-objective`). Which divergence is set by the losses of the discriminator (or
+# critic) $D$ and the generator. With $v_r = D(x_{t-1}, x_t, t)$ on real pairs and $v_f$ on the
+# generator's pairs, each loss averaged over its batch:
+#
+# | `ddgan_loss` | divergence | discriminator minimises | generator minimises | stabiliser |
+# |---|---|---|---|---|
+# | `ns` | Jensen-Shannon {cite:p}`goodfellow2014gan` | $\mathrm{softplus}(-v_r) + \mathrm{softplus}(v_f)$ | $\mathrm{softplus}(-v_f)$ | R1 |
+# | `hinge` | hinge {cite:p}`lim2017geometric` | $\max(0, 1 - v_r) + \max(0, 1 + v_f)$ | $-v_f$ | R1 |
+# | `lsgan` | least squares, Pearson $\chi^2$ {cite:p}`mao2017lsgan` | $\tfrac12 (v_r - 1)^2 + \tfrac12 v_f^2$ | $\tfrac12 (v_f - 1)^2$ | R1 |
+# | `wgan-gp` | Wasserstein-1 {cite:p}`arjovsky2017wgan,gulrajani2017wgangp` | $v_f - v_r + 10\,\mathrm{GP} + 10^{-3} v_r^2$ | $-v_f$ | gradient penalty, drift |
+# | `kl` | $\mathrm{KL}(q \,\Vert\, p_\theta)$, f-GAN {cite:p}`nowozin2016fgan` | $-v_r + e^{v_f - 1}$ | $-v_f$ | R1, clamped logits |
+# | `reverse-kl` | $\mathrm{KL}(p_\theta \,\Vert\, q)$, f-GAN | $e^{-v_r} + v_f - 1$ | $e^{-v_f}$ | R1, clamped logits |
+#
+# The f-GAN losses are the variational bound $\mathbb{E}_q[g(v)] - \mathbb{E}_{p_\theta}
+# [f^*(g(v))] \le D_f(q \,\Vert\, p_\theta)$ with the output activation $g$ and the convex
+# conjugate $f^*$ of each divergence. The generator maximises $\mathbb{E}_{p_\theta}[g(v)]$,
+# the f-GAN paper's practical choice. GP is the penalty $\mathbb{E}(\lVert \nabla_x D \rVert - 1)^2$
+# at random interpolates of real and fake $x_{t-1}$; the drift term keeps the critic's values
+# near zero {cite:p}`karras2018progressive`. Inside the exponentials the logits are clamped to
+# $[-15, 15]$. Every loss is the same option of the same trainer (`ddgan_core.ddgan.losses`);
+# the tests check that each discriminator loss is minimised at its known optimum, where it
+# equals its divergence.
+#
+# ## Other kernels
+#
+# Three kernels are not DDGAN's:
+#
+# - **No latent** (`no-latent`). DDGAN's generator without $z$: $x_0 = G_\theta(x_t, t)$ is
+#   deterministic, so $p_\theta(x_{t-1} \mid x_t) = q(x_{t-1} \mid x_t, x_0 = G_\theta(x_t, t))$
+#   is one Gaussian, fitted adversarially.
+# - **Gaussian** (`gaussian`). The DDPM kernel at the same small $T$: $G_\theta(x_t, t)$ is
+#   trained by squared error to predict $x_0$. It learns $\mathbb{E}[x_0 \mid x_t]$, and the
+#   kernel is the Gaussian posterior around it with DDPM's variance. This is the direct test of
+#   the paper's claim that the Gaussian kernel is what fails at large steps.
+# - **Mixture** (`mixture`). A network outputs the weights $w_k$, means $\mu_k$ and scales
+#   $s_k$ of $p_\theta(x_{t-1} \mid x_t) = \sum_k w_k\, \mathcal{N}(\mu_k, s_k^2 I)$ with
+#   $K$ = {glue:text}`toy_components` components, trained by maximum likelihood on forward
+#   pairs $(x_{t-1}, x_t) \sim q$. It is multimodal and likelihood-based, with no adversary. On
+#   a mixture of Gaussians the true kernel is itself a mixture, so $K$ matters: the ring has 8
+#   modes, the grid 25.
+#
+# Every method has a chain of $T$ = {glue:text}`toy_T` steps of DDGAN's VP schedule, and is
+# trained for {glue:text}`toy_steps:,d` updates of batch {glue:text}`toy_batch` with the same
+# network width, optimiser and EMA. The adversarial methods also train a discriminator, two
+# updates per generator update. Each method runs once per seed, with {glue:text}`toy_seeds`
+# seeds.
+#
+# ## How each method is scored
+#
+# - **Modes covered.** A mode counts when at least 20 of {glue:text}`toy_n:,d` samples lie
+#   within 3 standard deviations of its centre. The share of samples near some mode measures
+#   quality.
+# - **Distance to the data.** The sliced Wasserstein-2 distance between the samples and as many
+#   data points: the root mean of the squared 1-D Wasserstein distances over random
+#   directions. Its floor is the same distance between two data samples.
+# - **Kernel error.** At {glue:text}`toy_points` points $x_t \sim q(x_t)$ per step, the sliced
+#   Wasserstein distance between {glue:text}`toy_draws` draws of the method's kernel and as
+#   many of the true kernel's. Its floor is the distance between two draws of the true kernel.
+#   This is the error the paper's argument is about, step by step.
+#
+# Every method of one seed is scored against the same data, points and true-kernel draws.
+
+# %% tags=["hide-input"]
+MIXTURE_NAMES = {"8gaussians": "8-Gaussian ring", "25gaussians": "25-Gaussian grid"}
+by = {}
+for r in runs:
+    by.setdefault((r.config["mixture"], r.config["method"]), []).append(r)
+mixtures = list(dict.fromkeys(r.config["mixture"] for r in runs))
+first_seed = cfg["toy_study_seeds"][0]
+
+
+def seed_run(mixture: str, method: str, seed: int):
+    return next(r for r in by[(mixture, method)] if r.config["seed"] == seed)
+
+
+cols = 5  # data and the nine methods in two rows per mixture
+fig, axes = plt.subplots(2 * len(mixtures), cols, figsize=(8.6, 3.9 * len(mixtures)),
+                         squeeze=False, sharex=True, sharey=True)
+for index, mixture in enumerate(mixtures):
+    data = toy.sample_mixture(mixture, 1000, torch.Generator().manual_seed(0))
+    panels = [(f"data ({MIXTURE_NAMES[mixture]})", data.numpy())]
+    for method in TOY_METHODS:
+        with np.load(seed_run(mixture, method, first_seed).file("draws.npz")) as draws:
+            panels.append((method, draws["chain"][:1000]))
+    for ax, (title, points) in zip(axes[2 * index: 2 * index + 2].ravel(), panels):
+        ax.scatter(points[:, 0], points[:, 1], s=0.6, alpha=0.5, rasterized=True)
+        ax.set_xlim(-3, 3)
+        ax.set_ylim(-3, 3)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_aspect("equal")
+        ax.set_title(title, fontsize=8)
+fig.tight_layout(pad=0.3)
+glue("fig_toy_samples", figure_png(fig), display=False)
+
+# %% [markdown]
+# ```{glue:figure} fig_toy_samples
+# :name: fig-toy-samples
+#
+# 1,000 samples of every method (seed {glue:text}`first_seed`) on the two mixtures, beside
+# data. Each chain has $T$ = {glue:text}`toy_T` steps.
+# ```
+
+# %% tags=["hide-input"]
+glue("first_seed", int(first_seed), display=False)
+
+
+def aggregate(mixture: str, method: str) -> dict:
+    members = by[(mixture, method)]
+    values = {key: [float(r.metrics[key]) for r in members]
+              for key in ("modes", "near_mode_share", "sw_data", "sw_data_floor",
+                          "kernel_error_mean", "kernel_error_floor_mean", "train_seconds")}
+    out = {key: float(np.mean(v)) for key, v in values.items()}
+    out["modes_min"], out["modes_max"] = min(values["modes"]), max(values["modes"])
+    out["sw_min"], out["sw_max"] = min(values["sw_data"]), max(values["sw_data"])
+    out["last_step"] = float(np.mean([r.metrics["kernel_error"][0] for r in members]))
+    out["last_floor"] = float(np.mean([r.metrics["kernel_error_floor"][0] for r in members]))
+    out["n_modes"] = members[0].metrics["n_modes"]
+    out["finite"] = all(r.metrics["finite"] for r in members)
+    return out
+
+
+tables = {m: {method: aggregate(m, method) for method in TOY_METHODS} for m in mixtures}
+
+
+def range_text(low: float, high: float, fmt: str) -> str:
+    return format(low, fmt) if low == high else f"{format(low, fmt)}–{format(high, fmt)}"
+
+
+def toy_table(mixture: str) -> str:
+    rows = tables[mixture]
+    floor = next(iter(rows.values()))
+    lines = ["| method | modes | near a mode | distance to data | kernel error | last step "
+             "| training s |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for method, a in rows.items():
+        lines.append(
+            f"| `{method}` | {range_text(a['modes_min'], a['modes_max'], '.0f')} of "
+            f"{a['n_modes']} | {a['near_mode_share']:.0%} | {a['sw_data']:.3f} "
+            f"| {a['kernel_error_mean']:.3f} | {a['last_step']:.3f} | {a['train_seconds']:.0f} |")
+    lines.append(f"| floor | | | {floor['sw_data_floor']:.3f} | {floor['kernel_error_floor_mean']:.3f} "
+                 f"| {floor['last_floor']:.3f} | |")
+    return "\n".join(lines)
+
+
+def toy_verdict(mixture: str) -> str:
+    rows = tables[mixture]
+    best_sw = min(rows, key=lambda m: rows[m]["sw_data"])
+    best_k = min(rows, key=lambda m: rows[m]["kernel_error_mean"])
+    ns = rows["ns"]
+    text = (f"On the {MIXTURE_NAMES[mixture]}, the samples closest to the data come from "
+            f"`{best_sw}` (distance {rows[best_sw]['sw_data']:.3f} against "
+            f"{ns['sw_data']:.3f} for DDGAN's `ns`; floor {ns['sw_data_floor']:.3f}), and the "
+            f"smallest kernel error from `{best_k}` ({rows[best_k]['kernel_error_mean']:.3f} "
+            f"against {ns['kernel_error_mean']:.3f}; floor "
+            f"{ns['kernel_error_floor_mean']:.3f}). ")
+    gauss = rows["gaussian"]
+    text += (f"The Gaussian kernel covers {gauss['modes']:.1f} of {gauss['n_modes']} modes on "
+             f"average, with {gauss['near_mode_share']:.0%} of its samples near a mode, against "
+             f"{ns['modes']:.1f} and {ns['near_mode_share']:.0%} for `ns`.")
+    return text
+
+
+for mixture in mixtures:
+    display(Markdown(f"**{MIXTURE_NAMES[mixture]}**, {len(by[(mixture, 'ns')])} seed(s), "
+                     "means over seeds (modes: the range)"))
+    display(Markdown(toy_table(mixture)))
+    display(Markdown(toy_verdict(mixture)))
+
+# %% [markdown]
+# Distances are sliced Wasserstein-2. Kernel error: the mean over the $T$ steps; last step: the
+# step $x_1 \to x_0$, where the true kernel is most multimodal. Floors: the same statistic
+# between two samples of the truth.
+#
+# ## The kernel at one point
+#
+# The figure shows each method's last step, $x_1 \to x_0$, at the centre of the ring, the
+# point where chapter 4 showed the true kernel spread over all eight modes.
+
+# %% tags=["hide-input"]
+mixture = mixtures[0]
+diffusion = make_ddgan_diffusion(int(cfg["toy_study_T"]))
+true = toy.true_reverse_samples(mixture, diffusion, torch.zeros(2), 0, 1000,
+                                torch.Generator().manual_seed(0))
+panels = [("true kernel", true.numpy(), toy.kernel_modes(true, mixture))]
+for method in TOY_METHODS:
+    with np.load(seed_run(mixture, method, first_seed).file("draws.npz")) as draws:
+        points = draws["kernel"]
+    panels.append((method, points, toy.kernel_modes(torch.from_numpy(points), mixture)))
+cols = 5
+fig, axes = plt.subplots(2, cols, figsize=(8.6, 3.9), sharex=True, sharey=True)
+for ax, (title, points, stats) in zip(axes.ravel(), panels):
+    ax.scatter(points[:, 0], points[:, 1], s=0.8, alpha=0.5, rasterized=True)
+    ax.scatter([0], [0], marker="x", color="red", s=25)
+    ax.set_title(f"{title}\n{stats['modes']} of {stats['n_modes']} modes, "
+                 f"{stats['near']:.0%} near", fontsize=8)
+    ax.set_xlim(-3, 3)
+    ax.set_ylim(-3, 3)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+fig.tight_layout(pad=0.3)
+glue("fig_toy_kernels", figure_png(fig), display=False)
+glue("kernel_mixture", MIXTURE_NAMES[mixture], display=False)
+
+# %% [markdown]
+# ```{glue:figure} fig_toy_kernels
+# :name: fig-toy-kernels
+#
+# The last reverse step of every method at $x_1 = 0$ (red cross) on the
+# {glue:text}`kernel_mixture`, 1,000 draws each (seed {glue:text}`first_seed`), against the
+# true kernel. Under each title: the modes hit (at least 1% of the draws within 3 standard
+# deviations) and the share of draws near a mode.
+# ```
+#
+# ## On FashionMNIST
+#
+# Every divergence is one option of the image trainer too, so the same comparison on
+# FashionMNIST is one sweep of the hyper-parameter chapter's experiment (WGAN-GP without R1):
+#
+# ```bash
+# python -m ddgan_core sweep ddgan_sweep_point --profile cpu \
+#     -p ddgan_loss ns hinge lsgan kl reverse-kl -p seed 0 1
+# python -m ddgan_core sweep ddgan_sweep_point --profile cpu \
+#     -p ddgan_loss wgan-gp -p ddgan_r1_gamma 0 -p seed 0 1
+# ```
+#
+# Those runs are not yet part of this book: this page shows the toys only, and claims nothing
+# about FashionMNIST.
+
+# %% tags=["hide-input"]
+# what this page cost (the box at the top)
+spent = cost(runs)
+glue("toy_runs", len(runs), display=False)
+glue("toy_source", spent["source"], display=False)
+glue("toy_where", spent["where"], display=False)
+glue("toy_cpu_min", float(spent["seconds"] / 60), display=False)
+glue("chapter_seconds", float(time.perf_counter() - chapter_start), display=False)
+glue("chapter_device", machine_label(), display=False)
