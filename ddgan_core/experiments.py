@@ -40,6 +40,7 @@ VERSIONS = {
     "speed_comparison": 1,
     "ddgan_sweep_point": 1,
     "toy_kernel_run": 1,
+    "hyperparameter_speed": 1,
 }
 #: Profile keys that never enter a key: how often state is saved or logged.
 CADENCE_KEYS = ("ddpm_checkpoint_every", *ddgan.CADENCE_KEYS)
@@ -496,6 +497,54 @@ def hyperparameter_study(profile: dict[str, Any], cache: ResultCache | None = No
     return results
 
 
+#: The factors that change the sampler's cost (the others change training only).
+SPEED_FACTORS = (("ddgan_timesteps", "hp_timesteps"), ("ddgan_nz", "hp_nz"),
+                 ("ddgan_channels", "hp_channels"))
+
+
+def hyperparameter_speed(profile: dict[str, Any], cache: ResultCache | None = None) -> Result:
+    """Seconds per image of the generator at every value of the factors that change sampling
+    (:data:`SPEED_FACTORS`), timed in one run on one device with one harness (warm-up, median
+    of 5 repeats, batch 16 on a CPU and 64 on a GPU), with the sweep runs' ``budget_threads``
+    threads (0: all). Timing does not depend on the weights, so each generator is freshly
+    initialised; the sweep runs' own sampling times were measured beside another run."""
+    from .metrics.speed import measure_speed
+    from .profiles import apply_overrides
+
+    device = pick_device()
+    batch = 64 if device.type == "cuda" else 16
+    centre = {k: profile[k] for k in ddgan.ARCH_KEYS}
+    grid = {key: list(profile[values]) for key, values in SPEED_FACTORS}
+    threads = int(profile["budget_threads"])
+    config = _keyed("hyperparameter_speed", profile, centre=centre, grid=grid, batch=batch,
+                    device=device.type, threads=threads)
+
+    def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
+        with num_threads(threads):
+            return {"rows": _speed_rows(), "threads": torch.get_num_threads()}
+
+    def _speed_rows() -> list[dict[str, Any]]:
+        rows = []
+        for key, values in grid.items():
+            for value in dict.fromkeys(json.dumps(v) for v in [*values, profile[key]]):
+                arch = apply_overrides(dict(profile), {key: json.loads(value)})
+                torch.manual_seed(0)
+                generator = ddgan.make_generator(arch).to(device).eval()
+                diffusion = ddgan.make_ddgan_diffusion(arch["ddgan_timesteps"])
+                timed = measure_speed(
+                    lambda b, g=generator, d=diffusion, nz=arch["ddgan_nz"]: ddgan.ddgan_sample(
+                        g, d, b, nz, batch_size=b, device=device, progress=False)[0],
+                    4 * batch, batch, int(arch["ddgan_timesteps"]), device, warmup=1,
+                    repeats=5, progress=False)
+                rows.append({"factor": key, "value": json.loads(value),
+                             "parameters": sum(p.numel() for p in generator.parameters()),
+                             **timed})
+        return rows
+
+    return (cache or ResultCache()).load_or_run("hyperparameter_speed", config, compute,
+                                                device=device)
+
+
 def sweep_point_summary(result: Result) -> dict[str, Any]:
     """The flat row of one :func:`ddgan_sweep_point` entry: every metric with its 95% bootstrap
     interval (``_lo``/``_hi``), the class statistics with their test-set floor, seconds per
@@ -725,6 +774,7 @@ EXPERIMENTS: dict[str, Callable[[dict[str, Any], ResultCache | None], Any]] = {
     "comparison": comparison,
     "speed_comparison": speed_comparison,
     "hyperparameter_study": hyperparameter_study,
+    "hyperparameter_speed": hyperparameter_speed,
     "toy_kernel_study": toy_kernel_study,
 }
 

@@ -52,7 +52,8 @@
 # **Cost.** The {glue:text}`grid_runs` runs of this page were {glue:text}`grid_source`, computed
 # {glue:text}`grid_where`: {glue:text}`grid_cpu_min:,.0f` minutes of run time in all, two runs
 # side by side with one thread each, {glue:text}`grid_span_min:,.0f` minutes from the first
-# start to the last end. Executing this page took {glue:text}`chapter_seconds:.0f` s on
+# start to the last end; the speed measurement {glue:text}`speed_seconds:.0f` s. Executing this
+# page took {glue:text}`chapter_seconds:.0f` s on
 # {glue:text}`chapter_device`.
 # ````
 #
@@ -105,9 +106,10 @@ from ddgan_core.cache import ResultCache
 from ddgan_core.experiments import (
     HYPERPARAMETER_FACTORS,
     cached_ddgan_model,
+    hyperparameter_speed,
     hyperparameter_study,
 )
-from ddgan_core.plotting import cost, figure_png, machine_label, use_book_style
+from ddgan_core.plotting import cost, device_label, figure_png, machine_label, use_book_style
 from ddgan_core.profiles import get_profile, overrides_from
 from ddgan_core.sweep import aggregate_seeds, experiment_rows, intervals_overlap
 
@@ -117,6 +119,7 @@ use_book_style()
 glue("chapter_profile", cfg["profile"], display=False)
 cache = ResultCache()
 runs = hyperparameter_study(cfg, cache)  # every point, computed only when missing
+speed = hyperparameter_speed(cfg, cache)  # sampling time of each setting, one harness
 glue("sweep_steps", int(cfg["sweep_steps"]), display=False)
 glue("n_seeds", len(cfg["hp_seeds"]), display=False)
 
@@ -146,8 +149,12 @@ glue("n_seeds", len(cfg["hp_seeds"]), display=False)
 #   samples, a quarter of its share) and the KL divergence of the histogram from uniform, in
 #   nats. The classifier errs on about 8% of real images, so real test images are not at 0
 #   either: their KL is {glue:text}`kl_floor:.3f`, the floor.
-# - **Speed:** milliseconds per image, sampling batches of {glue:text}`hp_eval_batch` on one
-#   thread, and the training minutes.
+# - **Speed:** milliseconds per image, measured for every setting in one run with one harness
+#   on {glue:text}`speed_device`: batches of {glue:text}`speed_batch`,
+#   {glue:text}`speed_threads` thread(s), a warm-up, then the median of five repeats. Sampling
+#   time does not depend on the weights, so the harness times freshly initialised generators.
+#   The runs' own sampling, timed beside another run, is not used. Also the training minutes
+#   of each run, two runs side by side with one thread each.
 # - **The discriminator's state:** the median logit gap $D(\text{real}) - D(\text{fake})$ over
 #   the logged intervals, and the share of intervals in which the D loss sat within 0.03 of
 #   $2\ln 2$, the loss of a discriminator at chance.
@@ -174,7 +181,9 @@ glue("hp_images", int(cfg["sweep_steps"] * cfg["ddgan_batch_size"]), display=Fal
 glue("hp_ema", float(centre.config["ddgan_ema_decay"]), display=False)
 glue("hp_n", int(centre.config["n"]), display=False)
 glue("hp_boot", int(centre.config["bootstrap"]), display=False)
-glue("hp_eval_batch", int(centre.config["eval_batch_size"]), display=False)
+glue("speed_batch", int(speed.config["batch"]), display=False)
+glue("speed_threads", int(speed.metrics["threads"]), display=False)
+glue("speed_device", device_label(speed.manifest), display=False)
 glue("centre_minutes", float(centre.metrics["train_minutes"]), display=False)
 glue("centre_T", int(cfg["ddgan_timesteps"]), display=False)
 glue("centre_nz", int(cfg["ddgan_nz"]), display=False)
@@ -205,6 +214,18 @@ def value_label(key: str, value) -> str:
     return str(value)
 
 
+SPEED = {(row["factor"], json.dumps(row["value"])): row for row in speed.metrics["rows"]}
+
+
+def ms_per_image(key: str, value) -> float:
+    """The harness's milliseconds per image for a setting (the centre's generator for the
+    factors that change training only)."""
+    row = SPEED.get((key, json.dumps(value)))
+    if row is None:  # R1 weight, D steps: the same generator as the centre
+        row = SPEED[("ddgan_timesteps", json.dumps(cfg["ddgan_timesteps"]))]
+    return 1e3 * float(row["seconds_per_image"])
+
+
 def factor_rows(key: str, values_key: str) -> list[dict]:
     """One aggregate per value of the factor (means and intervals over seeds), from the same
     cache entries `python -m ddgan_core sweep ddgan_sweep_point` reads."""
@@ -215,7 +236,10 @@ def factor_rows(key: str, values_key: str) -> list[dict]:
     rows, _ = experiment_rows("ddgan_sweep_point", cfg,
                               {key: values, "seed": list(cfg["hp_seeds"])}, cache,
                               verbose=False)
-    return aggregate_seeds(rows, key)
+    aggs = aggregate_seeds(rows, key)
+    for agg in aggs:
+        agg["ms_per_image"] = ms_per_image(key, agg[key])
+    return aggs
 
 
 def interval_cell(agg: dict, name: str, fmt: str, scale: float = 1.0) -> str:
@@ -231,6 +255,12 @@ def classes_cell(agg: dict) -> str:
     return f"{low}" if low == high else f"{low}–{high}"
 
 
+def parameters_text(key: str, value) -> str:
+    """`` (2.04 M)``: the generator's parameters, for the factors that change them."""
+    row = SPEED.get((key, json.dumps(value)))
+    return f" ({row['parameters'] / 1e6:.2f} M)" if row and key != "ddgan_timesteps" else ""
+
+
 def factor_table(key: str, aggs: list[dict]) -> str:
     """The factor's table: mean over seeds with the union of the seeds' 95% intervals."""
     head = ("| setting | FID | recall | coverage | classes | class KL | ms / image "
@@ -239,17 +269,19 @@ def factor_table(key: str, aggs: list[dict]) -> str:
     for agg in aggs:
         centre_mark = " (centre)" if agg[key] == cfg[key] else ""
         lines.append(
-            f"| {value_label(key, agg[key])}{centre_mark} | {interval_cell(agg, 'fid', '.1f')} "
+            f"| {value_label(key, agg[key])}{parameters_text(key, agg[key])}{centre_mark} "
+            f"| {interval_cell(agg, 'fid', '.1f')} "
             f"| {interval_cell(agg, 'recall', '.3f')} | {agg['coverage']:.3f} "
             f"| {classes_cell(agg)} | {agg['kl_to_uniform']:.3f} "
-            f"| {agg['seconds_per_image'] * 1e3:.1f} | {agg['train_minutes']:.1f} "
+            f"| {agg['ms_per_image']:.1f} | {agg['train_minutes']:.1f} "
             f"| {agg['gap_median']:.2f} |")
     return "\n".join(lines)
 
 
 PANELS = (("fid", "FID (lower is better)", 1.0), ("recall", "recall", 1.0),
           ("coverage", "coverage", 1.0), ("kl_to_uniform", "class KL to uniform (nats)", 1.0),
-          ("seconds_per_image", "ms per image", 1e3), ("gap_median", "D logit gap (median)", 1.0))
+          ("ms_per_image", "ms per image (harness)", 1.0),
+          ("gap_median", "D logit gap (median)", 1.0))
 
 
 def factor_figure(key: str, aggs: list[dict]):
@@ -261,6 +293,12 @@ def factor_figure(key: str, aggs: list[dict]):
     seeds = sorted({s for agg in aggs for s in agg["seeds"]})
     for ax, (name, title, scale) in zip(axes, PANELS):
         ax.plot(xs, [agg[name] * scale for agg in aggs], "-", color="0.6", lw=1, zorder=1)
+        if name == "ms_per_image":  # one measurement per setting, not per seed
+            ax.plot(xs, [agg[name] for agg in aggs], "o", ms=3.5, color="0.3", zorder=2)
+            ax.set_xticks(xs, [value_label(key, agg[key]).replace(" (", "\n(") for agg in aggs],
+                          fontsize=7)
+            ax.set_title(title, fontsize=9)
+            continue
         for j, seed in enumerate(seeds):
             offset = (j - (len(seeds) - 1) / 2) * 0.12
             pts = [(i, run) for i, agg in enumerate(aggs) for run in agg["runs"]
@@ -332,7 +370,9 @@ def show(key: str) -> None:
     """The factor's table, then the command that computes (or reads) its points."""
     display(Markdown(factor_table(key, factors[key])))
     display(Markdown(f"Mean over seeds; under FID and recall, the union of the seeds' 95% "
-                     f"bootstrap intervals. Classes: classes covered, the range over seeds; "
+                     f"bootstrap intervals. In brackets after a setting: the generator's "
+                     f"parameters, where the factor changes them. "
+                     f"Classes: classes covered, the range over seeds; "
                      f"class KL: KL to uniform in nats; D gap: the median logit gap. The same "
                      f"points from the command line:\n\n```bash\n{command(key, factors[key])}"
                      f"\n```\n\n{verdict(key, factors[key])}"))
@@ -554,20 +594,21 @@ for key, aggs in factors.items():
     lines.append(f"| {names[key]} | {value_label(key, best[key])} "
                  f"| {interval_cell(best, 'fid', '.1f')} | {best['recall']:.3f} "
                  f"| {best['classes_covered_min']:.0f}–{best['classes_covered_max']:.0f} "
-                 f"| {best['seconds_per_image'] * 1e3:.1f} | {best['train_minutes']:.1f} |")
+                 f"| {best['ms_per_image']:.1f} | {best['train_minutes']:.1f} |")
 display(Markdown("\n".join(lines)))
 
 # %% tags=["hide-input"]
 # what this page cost (the box at the top)
-spent = cost(runs)
+spent = cost([*runs, speed])
 ends = [dt.datetime.fromisoformat(r.manifest["date"]) for r in runs]
 starts = [end - dt.timedelta(seconds=float(r.manifest["wall_time_s"]))
           for end, r in zip(ends, runs)]
 glue("grid_runs", len(runs), display=False)
+glue("speed_seconds", float(speed.manifest["wall_time_s"]), display=False)
 glue("grid_source", spent["source"], display=False)
 glue("grid_where", spent["where"], display=False)
 glue("grid_device", spent["devices"], display=False)
-glue("grid_cpu_min", float(spent["seconds"] / 60), display=False)
+glue("grid_cpu_min", float(cost(runs)["seconds"] / 60), display=False)
 glue("grid_span_min", float((max(ends) - min(starts)).total_seconds() / 60), display=False)
 glue("chapter_seconds", float(time.perf_counter() - chapter_start), display=False)
 glue("chapter_device", machine_label(), display=False)
