@@ -343,14 +343,23 @@ def _sample(args: argparse.Namespace) -> int:
             raise ValueError(f"--steps {steps}: must be in [1, {diffusion.num_timesteps}] (T of "
                              "this model)")
         start = time.perf_counter()
-        images, nfe = ddpm.ddpm_sample(model, diffusion, args.n, steps, args.sampler,
-                                       args.eta or 0.0, args.seed, args.batch_size, args.device)
+        if args.sampler in ddpm.SAMPLERS:
+            images, nfe = ddpm.ddpm_sample(model, diffusion, args.n, steps, args.sampler,
+                                           args.eta or 0.0, args.seed, args.batch_size,
+                                           args.device, spacing=args.spacing or "linspace")
+        else:  # a fast ODE solver (diffusers)
+            from .solvers import solver_sample
+
+            images, nfe = solver_sample(model, diffusion, args.n, steps, args.sampler,
+                                        args.spacing or "trailing", args.seed, args.batch_size,
+                                        args.device)
         sampler = args.sampler
     else:
         from . import ddgan
 
-        if args.sampler != "ancestral" or args.eta is not None:
-            raise ValueError("--sampler/--eta apply to DDPM models; a DDGAN samples its own chain")
+        if args.sampler != "ancestral" or args.eta is not None or args.spacing is not None:
+            raise ValueError("--sampler/--eta/--spacing apply to DDPM models; a DDGAN samples "
+                             "its own chain")
         generator = ddgan.load_generator(args.checkpoint, args.device)
         config = generator.arch
         T = int(config["ddgan_timesteps"])
@@ -517,8 +526,14 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
                         help="model_ema.safetensors (DDPM) or generator_ema.safetensors (DDGAN)")
     parser.add_argument("--steps", type=int,
                         help="DDPM: reverse steps K in [1, T] (default: all T); DDGAN: always T")
-    parser.add_argument("--sampler", default="ancestral", choices=["ancestral", "ddim"],
-                        help="DDPM only (default: ancestral)")
+    parser.add_argument("--sampler", default="ancestral",
+                        choices=["ancestral", "ddim", "dpmsolver++", "dpmsolver++3m", "unipc"],
+                        help="DDPM only (default: ancestral); dpmsolver++ (2M), dpmsolver++3m "
+                        "and unipc are diffusers' fast ODE solvers, one evaluation per step")
+    parser.add_argument("--spacing", choices=["linspace", "trailing"], default=None,
+                        help="DDPM only: which K of the T steps to visit; linspace keeps t = 0 "
+                        "and T-1 (default for ancestral and ddim), trailing ends at T-1 and "
+                        "skips t = 0 (default for the solvers)")
     parser.add_argument("--eta", type=float, default=None,
                         help="DDIM only: 0 (default) deterministic, 1 ancestral-like")
     parser.add_argument("--n", type=int, required=True, help="number of images (>= 1)")

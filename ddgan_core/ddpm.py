@@ -50,7 +50,7 @@ from .training import (
 )
 
 __all__ = [
-    "CHECKPOINT_FORMAT", "MODEL_FILE", "MODEL_FORMAT", "SAMPLERS", "TrainingPaused",
+    "CHECKPOINT_FORMAT", "MODEL_FILE", "MODEL_FORMAT", "SAMPLERS", "SPACINGS", "TrainingPaused",
     "ddpm_sample", "load_model", "loss_weights", "make_diffusion", "make_model", "probe_loss",
     "sampling_timesteps", "train_ddpm", "training_config",
 ]
@@ -62,6 +62,10 @@ MODEL_FORMAT = DDPM_MODEL
 MODEL_FILE = MODEL_FILES["ddpm"]
 
 SAMPLERS = ("ancestral", "ddim")
+#: How the K sampled timesteps sit among the T: ``linspace`` keeps both ends (0 and T-1, the
+#: book's spacing), ``trailing`` ends at T-1 and steps back by T/K, so it never spends a step
+#: at t = 0 (diffusers' "trailing"; Lin et al. 2024 argue for it at small K).
+SPACINGS = ("linspace", "trailing")
 MODEL_KEYS = ("ddpm_channels", "ddpm_res_blocks", "ddpm_attention", "ddpm_dropout")
 DIFFUSION_KEYS = ("ddpm_schedule", "ddpm_timesteps")
 TRAIN_KEYS = MODEL_KEYS + DIFFUSION_KEYS + (
@@ -311,17 +315,25 @@ def load_model(
     return model.to(device).eval(), diffusion
 
 
-def sampling_timesteps(num_timesteps: int, steps: int) -> list[int]:
-    """The K of T timesteps the samplers visit: evenly spaced, always including 0 and T-1.
+def sampling_timesteps(num_timesteps: int, steps: int, spacing: str = "linspace") -> list[int]:
+    """The K of T timesteps the samplers visit, ascending (see :data:`SPACINGS`).
 
-    improved-diffusion's ``space_timesteps(T, [K])`` for K >= 2. For K = 1 it would keep t=0
-    only, which starts a clean-image step from pure noise; we keep t=T-1 instead, so the one step
-    maps noise to the network's x0 prediction.
+    ``linspace``: evenly spaced, always including 0 and T-1: improved-diffusion's
+    ``space_timesteps(T, [K])`` for K >= 2. For K = 1 it would keep t=0 only, which starts a
+    clean-image step from pure noise; we keep t=T-1 instead, so the one step maps noise to the
+    network's x0 prediction. ``trailing``: ``round(T - j T / K) - 1`` for j = 0..K-1, e.g.
+    999 and 499 for K = 2 of T = 1000; the last step then goes from t = round(T/K) - 1 straight to
+    the network's x0 prediction.
     """
+    if spacing not in SPACINGS:
+        raise ValueError(f"spacing={spacing!r} is unknown; allowed: {list(SPACINGS)}")
     if not 1 <= steps <= num_timesteps:
         raise ValueError(f"steps={steps} must be in [1, {num_timesteps}] (the chain length T)")
     if steps == 1:
         return [num_timesteps - 1]
+    if spacing == "trailing":
+        return sorted({int(round(num_timesteps - j * num_timesteps / steps)) - 1
+                       for j in range(steps)})
     return sorted(space_timesteps(num_timesteps, [steps]))
 
 
@@ -339,11 +351,13 @@ def ddpm_sample(
     clip: bool = True,
     *,
     progress: bool = True,
+    spacing: str = "linspace",
 ) -> tuple[torch.Tensor, int]:
     """Draw ``n`` images with ``steps`` network evaluations each; returns (images in [-1, 1], NFE).
 
     ``sampler="ancestral"`` runs the respaced chain with the posterior variance (Ho et al.
     Algorithm 2 on the kept steps); ``"ddim"`` the DDIM update with ``eta`` (0: deterministic).
+    ``spacing`` chooses the kept steps (:func:`sampling_timesteps`).
     Seeded per batch, so a given seed gives the same images on the same device. A progress bar
     over batches and steps shows on a terminal unless ``progress`` is false.
     """
@@ -352,7 +366,7 @@ def ddpm_sample(
     if n < 1 or batch_size < 1:
         raise ValueError(f"n={n} and batch_size={batch_size} must be >= 1")
     device = pick_device(device)
-    kept = sampling_timesteps(diffusion.num_timesteps, steps)
+    kept = sampling_timesteps(diffusion.num_timesteps, steps, spacing)
     spaced, timestep_map = respace(diffusion, kept)
     timestep_map = torch.as_tensor(timestep_map, device=device)
     model = model.to(device).eval()
