@@ -498,47 +498,85 @@ def hyperparameter_study(profile: dict[str, Any], cache: ResultCache | None = No
 
 
 #: The factors that change the sampler's cost (the others change training only).
-SPEED_FACTORS = (("ddgan_timesteps", "hp_timesteps"), ("ddgan_nz", "hp_nz"),
-                 ("ddgan_channels", "hp_channels"))
+SPEED_FACTORS = ("ddgan_timesteps", "ddgan_nz", "ddgan_channels")
+#: Training steps timed per setting by :func:`hyperparameter_speed` (after one warm-up step).
+TIMED_TRAIN_STEPS = 6
 
 
 def hyperparameter_speed(profile: dict[str, Any], cache: ResultCache | None = None) -> Result:
-    """Seconds per image of the generator at every value of the factors that change sampling
-    (:data:`SPEED_FACTORS`), timed in one run on one device with one harness (warm-up, median
-    of 5 repeats, batch 16 on a CPU and 64 on a GPU), with the sweep runs' ``budget_threads``
-    threads (0: all). Timing does not depend on the weights, so each generator is freshly
-    initialised; the sweep runs' own sampling times were measured beside another run."""
+    """The cost of every setting of the hyper-parameter study, timed in one run on one device
+    with one harness and the sweep runs' ``budget_threads`` threads (0: all):
+
+    * sampling, for the factors that change the generator or the chain
+      (:data:`SPEED_FACTORS`): seconds per image, warm-up then the median of 5 repeats, batch
+      16 on a CPU and 64 on a GPU (chapter 4's harness);
+    * training, for every factor: seconds per training step (``ddgan_d_steps`` discriminator
+      updates and one generator update on batches of ``ddgan_batch_size`` real images, lazy R1
+      included), the mean of :data:`TIMED_TRAIN_STEPS` steps after one warm-up step.
+
+    Time does not depend on the weights, so every network is freshly initialised. The sweep
+    runs' own times were measured beside another run (and, at times, other jobs)."""
     from .metrics.speed import measure_speed
     from .profiles import apply_overrides
 
     device = pick_device()
     batch = 64 if device.type == "cuda" else 16
-    centre = {k: profile[k] for k in ddgan.ARCH_KEYS}
-    grid = {key: list(profile[values]) for key, values in SPEED_FACTORS}
+    grid = {key: list(profile[values]) for key, values in HYPERPARAMETER_FACTORS}
     threads = int(profile["budget_threads"])
-    config = _keyed("hyperparameter_speed", profile, centre=centre, grid=grid, batch=batch,
-                    device=device.type, threads=threads)
+    settings = {k: v for k, v in ddgan.training_config(profile).items()
+                if k not in ("seed", "ddgan_train_steps")}
+    config = _keyed("hyperparameter_speed", profile, centre=settings, grid=grid, batch=batch,
+                    device=device.type, threads=threads, timed_train_steps=TIMED_TRAIN_STEPS)
 
     def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
         with num_threads(threads):
             return {"rows": _speed_rows(), "threads": torch.get_num_threads()}
 
+    def _train_seconds_per_step(arch: dict[str, Any], data: torch.Tensor) -> float:
+        torch.manual_seed(0)
+        trainer = ddgan.DDGANTrainer(
+            ddgan.make_generator(arch), ddgan.make_discriminator(arch),
+            ddgan.make_ddgan_diffusion(arch["ddgan_timesteps"]), nz=arch["ddgan_nz"],
+            lr_g=arch["ddgan_lr_g"], lr_d=arch["ddgan_lr_d"], total_steps=100,
+            r1_gamma=arch["ddgan_r1_gamma"], lazy_r1=arch["ddgan_lazy_r1"],
+            r1_convention=arch["ddgan_r1_convention"], loss=arch["ddgan_loss"],
+            d_steps=arch["ddgan_d_steps"], ema_decay=0.99, device=device, seed=0)
+        gen = torch.Generator().manual_seed(0)
+
+        def next_batch() -> torch.Tensor:
+            index = torch.randint(0, data.shape[0], (arch["ddgan_batch_size"],), generator=gen)
+            return data[index]
+
+        trainer.train_step(next_batch)  # warm-up (allocations, first R1 step)
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(TIMED_TRAIN_STEPS):
+            trainer.train_step(next_batch)
+        synchronize(device)
+        return (time.perf_counter() - start) / TIMED_TRAIN_STEPS
+
     def _speed_rows() -> list[dict[str, Any]]:
+        from .data import load_fashion_mnist
+
+        data = load_fashion_mnist("train")[0][:8192]
         rows = []
         for key, values in grid.items():
             for value in dict.fromkeys(json.dumps(v) for v in [*values, profile[key]]):
                 arch = apply_overrides(dict(profile), {key: json.loads(value)})
                 torch.manual_seed(0)
                 generator = ddgan.make_generator(arch).to(device).eval()
-                diffusion = ddgan.make_ddgan_diffusion(arch["ddgan_timesteps"])
-                timed = measure_speed(
-                    lambda b, g=generator, d=diffusion, nz=arch["ddgan_nz"]: ddgan.ddgan_sample(
-                        g, d, b, nz, batch_size=b, device=device, progress=False)[0],
-                    4 * batch, batch, int(arch["ddgan_timesteps"]), device, warmup=1,
-                    repeats=5, progress=False)
-                rows.append({"factor": key, "value": json.loads(value),
-                             "parameters": sum(p.numel() for p in generator.parameters()),
-                             **timed})
+                row = {"factor": key, "value": json.loads(value),
+                       "parameters": sum(p.numel() for p in generator.parameters()),
+                       "train_seconds_per_step": _train_seconds_per_step(arch, data)}
+                if key in SPEED_FACTORS:
+                    diffusion = ddgan.make_ddgan_diffusion(arch["ddgan_timesteps"])
+                    row.update(measure_speed(
+                        lambda b, g=generator, d=diffusion, nz=arch["ddgan_nz"]:
+                        ddgan.ddgan_sample(g, d, b, nz, batch_size=b, device=device,
+                                           progress=False)[0],
+                        4 * batch, batch, int(arch["ddgan_timesteps"]), device, warmup=1,
+                        repeats=5, progress=False))
+                rows.append(row)
         return rows
 
     return (cache or ResultCache()).load_or_run("hyperparameter_speed", config, compute,

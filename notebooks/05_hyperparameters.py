@@ -149,12 +149,12 @@ glue("n_seeds", len(cfg["hp_seeds"]), display=False)
 #   samples, a quarter of its share) and the KL divergence of the histogram from uniform, in
 #   nats. The classifier errs on about 8% of real images, so real test images are not at 0
 #   either: their KL is {glue:text}`kl_floor:.3f`, the floor.
-# - **Speed:** milliseconds per image, measured for every setting in one run with one harness
-#   on {glue:text}`speed_device`: batches of {glue:text}`speed_batch`,
-#   {glue:text}`speed_threads` thread(s), a warm-up, then the median of five repeats. Sampling
-#   time does not depend on the weights, so the harness times freshly initialised generators.
-#   The runs' own sampling, timed beside another run, is not used. Also the training minutes
-#   of each run, two runs side by side with one thread each.
+# - **Speed:** sampling and training time, measured for every setting in one run with one
+#   harness on {glue:text}`speed_device`: milliseconds per image (batches of {glue:text}`speed_batch`, a warm-up, the median of five
+#   repeats) and seconds per training step (the mean of {glue:text}`timed_steps` steps after a
+#   warm-up). Time does not depend on the weights, so the harness times freshly initialised
+#   networks. The runs' own times are not used for the comparison: two ran side by side, and
+#   at times beside other jobs of the same machine.
 # - **The discriminator's state:** the median logit gap $D(\text{real}) - D(\text{fake})$ over
 #   the logged intervals, and the share of intervals in which the D loss sat within 0.03 of
 #   $2\ln 2$, the loss of a discriminator at chance.
@@ -182,8 +182,8 @@ glue("hp_ema", float(centre.config["ddgan_ema_decay"]), display=False)
 glue("hp_n", int(centre.config["n"]), display=False)
 glue("hp_boot", int(centre.config["bootstrap"]), display=False)
 glue("speed_batch", int(speed.config["batch"]), display=False)
-glue("speed_threads", int(speed.metrics["threads"]), display=False)
 glue("speed_device", device_label(speed.manifest), display=False)
+glue("timed_steps", int(speed.config["timed_train_steps"]), display=False)
 glue("centre_minutes", float(centre.metrics["train_minutes"]), display=False)
 glue("centre_T", int(cfg["ddgan_timesteps"]), display=False)
 glue("centre_nz", int(cfg["ddgan_nz"]), display=False)
@@ -220,8 +220,8 @@ SPEED = {(row["factor"], json.dumps(row["value"])): row for row in speed.metrics
 def ms_per_image(key: str, value) -> float:
     """The harness's milliseconds per image for a setting (the centre's generator for the
     factors that change training only)."""
-    row = SPEED.get((key, json.dumps(value)))
-    if row is None:  # R1 weight, D steps: the same generator as the centre
+    row = SPEED.get((key, json.dumps(value)), {})
+    if "seconds_per_image" not in row:  # R1 weight, D steps: the centre's generator
         row = SPEED[("ddgan_timesteps", json.dumps(cfg["ddgan_timesteps"]))]
     return 1e3 * float(row["seconds_per_image"])
 
@@ -239,6 +239,7 @@ def factor_rows(key: str, values_key: str) -> list[dict]:
     aggs = aggregate_seeds(rows, key)
     for agg in aggs:
         agg["ms_per_image"] = ms_per_image(key, agg[key])
+        agg["s_per_step"] = float(SPEED[(key, json.dumps(agg[key]))]["train_seconds_per_step"])
     return aggs
 
 
@@ -264,7 +265,7 @@ def parameters_text(key: str, value) -> str:
 def factor_table(key: str, aggs: list[dict]) -> str:
     """The factor's table: mean over seeds with the union of the seeds' 95% intervals."""
     head = ("| setting | FID | recall | coverage | classes | class KL | ms / image "
-            "| training min | D gap |")
+            "| s / step | D gap |")
     lines = [head, "|---|" + "---:|" * 8]
     for agg in aggs:
         centre_mark = " (centre)" if agg[key] == cfg[key] else ""
@@ -273,7 +274,7 @@ def factor_table(key: str, aggs: list[dict]) -> str:
             f"| {interval_cell(agg, 'fid', '.1f')} "
             f"| {interval_cell(agg, 'recall', '.3f')} | {agg['coverage']:.3f} "
             f"| {classes_cell(agg)} | {agg['kl_to_uniform']:.3f} "
-            f"| {agg['ms_per_image']:.1f} | {agg['train_minutes']:.1f} "
+            f"| {agg['ms_per_image']:.1f} | {agg['s_per_step']:.2f} "
             f"| {agg['gap_median']:.2f} |")
     return "\n".join(lines)
 
@@ -381,7 +382,8 @@ def show(key: str) -> None:
                      f"bootstrap intervals. In brackets after a setting: the generator's "
                      f"parameters, where the factor changes them. "
                      f"Classes: classes covered, the range over seeds; "
-                     f"class KL: KL to uniform in nats; D gap: the median logit gap. The same "
+                     f"class KL: KL to uniform in nats; ms / image and s / step: sampling "
+                     f"and training time from the harness; D gap: the median logit gap. The same "
                      f"points from the command line:\n\n```bash\n{command(key, factors[key])}"
                      f"\n```\n\n{verdict(key, factors[key])}"))
 
@@ -594,12 +596,13 @@ glue("paper_verdict", ("; ".join(parts) + ".") if parts else
 # ## Recommended settings and what they cost
 #
 # For each factor, the value with the lowest mean FID in this grid, with its recall, its speed
-# and its training time. Each was measured with the other factors at the centre. The
-# combination of all of them was not trained here.
+# and its training time (seconds per step from the harness times the
+# {glue:text}`sweep_steps:,d` steps of a run). Each was measured with the other factors at the
+# centre. The combination of all of them was not trained here.
 
 # %% tags=["hide-input"]
-lines = ["| factor | best value | FID | recall | classes covered | ms / image | training min |",
-         "|---|---|---:|---:|---:|---:|---:|"]
+lines = ["| factor | best value | FID | recall | classes covered | ms / image "
+         "| training min |", "|---|---|---:|---:|---:|---:|---:|"]
 names = {"ddgan_timesteps": "steps $T$", "ddgan_nz": "latent size", "ddgan_r1_gamma": "R1 weight",
          "ddgan_d_steps": "D updates per G update", "ddgan_channels": "generator width"}
 for key, aggs in factors.items():
@@ -607,7 +610,8 @@ for key, aggs in factors.items():
     lines.append(f"| {names[key]} | {value_label(key, best[key])} "
                  f"| {interval_cell(best, 'fid', '.1f')} | {best['recall']:.3f} "
                  f"| {best['classes_covered_min']:.0f}–{best['classes_covered_max']:.0f} "
-                 f"| {best['ms_per_image']:.1f} | {best['train_minutes']:.1f} |")
+                 f"| {best['ms_per_image']:.1f} "
+                 f"| {best['s_per_step'] * cfg['sweep_steps'] / 60:.1f} |")
 display(Markdown("\n".join(lines)))
 
 # %% tags=["hide-input"]
