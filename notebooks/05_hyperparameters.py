@@ -369,6 +369,8 @@ def command(key: str, aggs: list[dict]) -> str:
 
 
 factors = {key: factor_rows(key, values_key) for key, values_key in HYPERPARAMETER_FACTORS}
+glue("width_values", " and ".join(f"{a['ddgan_channels'][0] / cfg['ddpm_channels'][0]:g}×"
+                                   for a in factors["ddgan_channels"]), display=False)
 SHORT = {"ddgan_timesteps": "timesteps", "ddgan_nz": "nz", "ddgan_r1_gamma": "gamma",
          "ddgan_d_steps": "dsteps", "ddgan_channels": "channels"}  # figure names
 for key, aggs in factors.items():
@@ -467,9 +469,10 @@ show("ddgan_d_steps")
 # %% [markdown]
 # ## The generator's width
 #
-# Half, the same and double the channels of chapter 3's UNet. The discriminator is the same
-# at every width. A wider generator costs more per image and more per training step; in a
-# short run it also has more parameters to fit in the same number of steps.
+# The generator's channels as a multiple of chapter 3's UNet's: the widths of
+# {glue:text}`width_values`. The discriminator is the same at every width. A wider generator
+# costs more per image and more per training step; in a short run it also has more parameters
+# to fit in the same number of steps.
 #
 # ```{glue:figure} fig_channels
 # :name: fig-hp-width

@@ -56,6 +56,7 @@ TEXT_GLUES = {
     "matched_ratio_text": "the matched-quality speed-up, or a phrase saying it is not defined "
                           "when no DDPM sampler reaches DDGAN's FID",
     "centre_channels": "the generator's channel widths as one 'a/b/c' label",
+    "width_values": "the swept widths as multiples of the UNet's, joined by 'and'",
     "ch4_sentence": "a sentence quoting chapter 4's run of the same recipe, or saying that it is "
                     "not in the cache (an override of a ddgan_ key); its numbers are glued in "
                     "chapter 4",
