@@ -565,7 +565,7 @@ for (key, value), (fid, recall) in PAPER.items():
     lines.append(f"| {label} | {paper_cells} | {interval_cell(ours, 'fid', '.1f')} "
                  f"| {ours['recall']:.3f} | {direction} |")
 # the paper's third ablation, the generator's parameterisation, is not a factor of this grid
-for label, fid in (("G predicts x_{t-1} directly", 6.03), ("G predicts the noise", 8.04)):
+for label, fid in (("G predicts $x_{t-1}$ directly", 6.03), ("G predicts the noise", 8.04)):
     lines.append(f"| {label} | {fid:.2f} | | not run | | |")
 display(Markdown("\n".join(lines)))
 agree = [label for label, d in agreements if d.endswith("as on CIFAR-10")]
