@@ -523,8 +523,11 @@ def hyperparameter_speed(profile: dict[str, Any], cache: ResultCache | None = No
     batch = 64 if device.type == "cuda" else 16
     grid = {key: list(profile[values]) for key, values in HYPERPARAMETER_FACTORS}
     threads = int(profile["budget_threads"])
-    settings = {k: v for k, v in ddgan.training_config(profile).items()
-                if k not in ("seed", "ddgan_train_steps")}
+    # the recipe's settings without the seed and the step count (time depends on neither):
+    # ddgan.training_config's keys, read without reading those two
+    settings = {k: profile[k] for k in sorted(profile)
+                if k.startswith("ddgan_") and k not in ddgan.CADENCE_KEYS
+                and k != "ddgan_train_steps" and not (k == "ddgan_loss" and profile[k] == "ns")}
     config = _keyed("hyperparameter_speed", profile, centre=settings, grid=grid, batch=batch,
                     device=device.type, threads=threads, timed_train_steps=TIMED_TRAIN_STEPS)
 
