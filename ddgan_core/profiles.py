@@ -181,9 +181,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "r1_study_steps": 150,
         "sweep_steps": 150,             # 28 runs (14 points, 2 seeds) in under 2 h on 2 cores
         "sweep_samples": 1_000,
-        # half and equal width; double width (64/128/128, about 16 min per run) is not yet in
-        # the committed grid
-        "hp_channels": [[16, 32, 32], [32, 64, 64]],
+        # half, equal and double the DDPM UNet's width (double: about 16 min per run)
+        "hp_channels": [[16, 32, 32], [32, 64, 64], [64, 128, 128]],
         "toy_study_steps": 1_000,
     },
     "full": {
