@@ -41,6 +41,7 @@ VERSIONS = {
     "ddgan_sweep_point": 1,
     "toy_kernel_run": 1,
     "hyperparameter_speed": 1,
+    "image_kernel_point": 1,
 }
 #: Profile keys that never enter a key: how often state is saved or logged.
 CADENCE_KEYS = ("ddpm_checkpoint_every", *ddgan.CADENCE_KEYS)
@@ -587,7 +588,8 @@ def hyperparameter_speed(profile: dict[str, Any], cache: ResultCache | None = No
 
 
 def sweep_point_summary(result: Result) -> dict[str, Any]:
-    """The flat row of one :func:`ddgan_sweep_point` entry: every metric with its 95% bootstrap
+    """The flat row of one :func:`ddgan_sweep_point` (or :func:`image_kernel_point`, whose
+    discriminator columns are None) entry: every metric with its 95% bootstrap
     interval (``_lo``/``_hi``), the class statistics with their test-set floor, seconds per
     image, training minutes, parameters and the discriminator's state."""
     metrics, final = result.metrics, result.metrics["final"]
@@ -602,10 +604,11 @@ def sweep_point_summary(result: Result) -> dict[str, Any]:
     row["kl_to_uniform_floor"] = final["classes_floor"]["kl_to_uniform"]
     row["seconds_per_image"] = final["seconds_per_image"]
     row["train_minutes"] = metrics["train_minutes"]
-    row["generator_parameters"] = metrics["train"]["generator_parameters"]
-    row["gap_median"] = metrics["discriminator"].get("gap_median")
-    row["near_parity_share"] = metrics["discriminator"].get("near_parity_share")
-    row["loss_d_distance_median"] = metrics["discriminator"].get("loss_d_distance_median")
+    train = metrics["train"]
+    row["generator_parameters"] = train.get("generator_parameters", train.get("parameters"))
+    state = metrics.get("discriminator", {})  # none for a kernel without discriminator
+    for name in ("gap_median", "near_parity_share", "loss_d_distance_median"):
+        row[name] = state.get(name)
     return row
 
 
@@ -654,6 +657,90 @@ def toy_kernel_study(profile: dict[str, Any], cache: ResultCache | None = None,
             for seed in profile["toy_study_seeds"]:
                 check_deadline(f"toy_kernel_run {method} {mixture} seed {seed}")
                 results.append(toy_kernel_run(profile, method, mixture, seed, cache))
+    return results
+
+
+def _image_kernel_config(profile: dict[str, Any]) -> dict[str, Any]:
+    """The cache key of :func:`image_kernel_point`: the generator's backbone and optimiser
+    settings of :func:`_sweep_point_config` (its steps, EMA and evaluation), the kernel and, for
+    the mixture, its component count."""
+    from .metrics.features import CHECKPOINT_SHA256
+
+    kernel = profile["image_kernel"]
+    settings = {k: profile[k] for k in ("seed", "ddgan_timesteps", "ddgan_channels",
+                                         "ddgan_res_blocks", "ddgan_batch_size", "ddgan_lr_g")}
+    settings["ddgan_train_steps"] = int(profile["sweep_steps"])
+    settings["ddgan_ema_decay"] = (profile["budget_ema_decay"]
+                                   if float(profile["budget_ema_decay"]) > 0
+                                   else profile["ddgan_ema_decay"])
+    if kernel == "mixture":
+        settings["image_kernel_components"] = int(profile["image_kernel_components"])
+    return _keyed("image_kernel_point", profile, image_kernel=kernel, **settings,
+                  n=int(profile["sweep_samples"]), eval_batch_size=profile["eval_batch_size"],
+                  bootstrap=profile["bootstrap_replicates"], extractor=CHECKPOINT_SHA256)
+
+
+def image_kernel_point(profile: dict[str, Any], cache: ResultCache | None = None) -> Result:
+    """A non-adversarial kernel (``image_kernel``: :mod:`~ddgan_core.image_kernels`) on DDGAN's
+    chain, trained for ``sweep_steps`` steps with the generator's settings and scored as a
+    :func:`ddgan_sweep_point` (same samples, metrics, intervals and class histogram). The entry
+    keeps metrics, history and a sample grid, not the network."""
+    from . import image_kernels
+
+    config = _image_kernel_config(profile)
+
+    def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
+        device = pick_device()
+        kernel = config["image_kernel"]
+        with num_threads(int(profile["budget_threads"])):
+            model, train = image_kernels.train_image_kernel(
+                config, workdir, device, checkpoint_every=profile["ddgan_checkpoint_every"])
+            diffusion = ddgan.make_ddgan_diffusion(config["ddgan_timesteps"])
+            final = _evaluate_sampler(
+                lambda n: image_kernels.kernel_sample(
+                    model, kernel, diffusion, n, seed=config["seed"] + 1,
+                    batch_size=config["eval_batch_size"], device=device),
+                config["n"], device, workdir, classes=True, bootstrap=config["bootstrap"])
+            used = torch.get_num_threads()
+        (workdir / "checkpoint.pt").unlink(missing_ok=True)
+        return {"train": train, "final": final, "threads": used,
+                "train_minutes": train["wall_time_s"] / 60.0}
+
+    return (cache or ResultCache()).load_or_run("image_kernel_point", config, compute)
+
+
+def kernel_image_points(profile: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
+    """Every method of chapter 6's FashionMNIST comparison around the sweep recipe, without
+    seeds: each loss of ``kernel_study_losses`` (WGAN-GP without R1, its gradient penalty taking
+    R1's place), the generator without latent (``ddgan_nz`` 0), and the two kernels of
+    :mod:`~ddgan_core.image_kernels`."""
+    methods = []
+    for loss in profile["kernel_study_losses"]:
+        overrides: dict[str, Any] = {"ddgan_loss": loss}
+        if loss == "wgan-gp":
+            overrides["ddgan_r1_gamma"] = 0.0
+        methods.append((f"DDGAN, {loss}", overrides, "ddgan_sweep_point"))
+    methods.append(("DDGAN, no latent", {"ddgan_nz": 0}, "ddgan_sweep_point"))
+    for kernel in ("gaussian", "mixture"):
+        methods.append((f"{kernel} kernel", {"image_kernel": kernel}, "image_kernel_point"))
+    return methods
+
+
+def kernel_image_study(profile: dict[str, Any], cache: ResultCache | None = None,
+                       seeds: list[int] | None = None) -> list[tuple[str, int, Result]]:
+    """Every method of :func:`kernel_image_points` for every seed of ``hp_seeds`` (or
+    ``seeds``), as (label, seed, entry); entries shared with chapter 5 are the same ones."""
+    from .profiles import apply_overrides
+
+    cache = cache or ResultCache()
+    run = {"ddgan_sweep_point": ddgan_sweep_point, "image_kernel_point": image_kernel_point}
+    seeds = list(profile["hp_seeds"] if seeds is None else seeds)
+    points = [(label, seed, apply_overrides(dict(profile), {**overrides, "seed": seed}), name)
+              for label, overrides, name in kernel_image_points(profile) for seed in seeds]
+    results = []
+    for label, seed, resolved, name in points:  # every value checked above, before any run
+        check_deadline(f"{name} {label} seed {seed}")
+        results.append((label, seed, run[name](resolved, cache)))
     return results
 
 
@@ -817,6 +904,7 @@ EXPERIMENTS: dict[str, Callable[[dict[str, Any], ResultCache | None], Any]] = {
     "hyperparameter_study": hyperparameter_study,
     "hyperparameter_speed": hyperparameter_speed,
     "toy_kernel_study": toy_kernel_study,
+    "kernel_image_study": kernel_image_study,
 }
 
 

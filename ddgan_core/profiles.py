@@ -95,6 +95,10 @@ _BASE: dict[str, Any] = {
     "toy_study_T": 4,               # steps of every toy chain (DDGAN's T)
     "toy_study_seeds": [0, 1],
     "toy_study_mixtures": ["8gaussians", "25gaussians"],
+    # other kernels and divergences on FashionMNIST (chapter 6), at the sweep budget, hp_seeds
+    "kernel_study_losses": ["ns", "hinge", "lsgan", "wgan-gp", "kl", "reverse-kl"],
+    "image_kernel": "gaussian",        # a non-adversarial kernel: gaussian (DDPM's) or mixture
+    "image_kernel_components": 10,     # K of the mixture kernel
 }
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -148,6 +152,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "toy_study_steps": 10,
         "toy_study_seeds": [0],
         "toy_study_mixtures": ["8gaussians"],
+        "kernel_study_losses": ["ns", "wgan-gp"],
+        "image_kernel_components": 3,
     },
     "cpu": {
         **_BASE,
@@ -219,6 +225,7 @@ CHOICES = {
     "ddgan_r1_convention": ("ddgan", "stylegan2"),
     "ddgan_d_head": ("mean", "flatten"),
     "ddgan_loss": ("ns", "hinge", "lsgan", "wgan-gp", "kl", "reverse-kl"),  # ddgan.LOSSES
+    "image_kernel": ("gaussian", "mixture"),  # image_kernels.IMAGE_KERNELS
 }
 
 

@@ -98,7 +98,9 @@ def sweep_experiments() -> dict[str, tuple[Any, Any]]:
     from . import experiments
 
     return {"ddgan_sweep_point": (experiments.ddgan_sweep_point,
-                                  experiments.sweep_point_summary)}
+                                  experiments.sweep_point_summary),
+            "image_kernel_point": (experiments.image_kernel_point,
+                                   experiments.sweep_point_summary)}
 
 
 def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
