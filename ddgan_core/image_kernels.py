@@ -189,8 +189,9 @@ def train_image_kernel(config: Mapping[str, Any], workdir: str | Path,
                        ) -> tuple[nn.Module, dict[str, Any]]:
     """Train ``config["image_kernel"]`` for ``ddgan_train_steps`` steps (module text); resumes
     ``workdir/checkpoint.pt`` (written every ``checkpoint_every`` steps, at the end and at
-    ``stop_after``, the run's step to stop at, as :func:`~ddgan_core.training.run_training_loop`). Returns (EMA network, metrics: ``train_steps``, ``wall_time_s``,
-    ``parameters``, ``history`` of the mean loss per logging interval)."""
+    ``stop_after``, the run's step to stop at, as :func:`~ddgan_core.training.run_training_loop`).
+    Returns (EMA network, metrics: ``train_steps``, ``wall_time_s``, ``parameters``,
+    ``history`` of the mean loss per logging interval)."""
     kernel = _check_kernel(str(config["image_kernel"]))
     device = pick_device(device)
     workdir = prepare_workdir(workdir)
