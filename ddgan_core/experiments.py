@@ -42,6 +42,7 @@ VERSIONS = {
     "toy_kernel_run": 1,
     "hyperparameter_speed": 1,
     "image_kernel_point": 1,
+    "kernel_speed": 1,
 }
 #: Profile keys that never enter a key: how often state is saved or logged.
 CADENCE_KEYS = ("ddpm_checkpoint_every", *ddgan.CADENCE_KEYS)
@@ -504,6 +505,38 @@ SPEED_FACTORS = ("ddgan_timesteps", "ddgan_nz", "ddgan_channels")
 TIMED_TRAIN_STEPS = 6
 
 
+def _mean_step_seconds(step: Callable[[], Any], device: torch.device) -> float:
+    """Seconds per call of ``step``: one warm-up call (allocations, a first lazy-R1 step), then
+    the mean of :data:`TIMED_TRAIN_STEPS` calls, synchronised on a GPU."""
+    step()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(TIMED_TRAIN_STEPS):
+        step()
+    synchronize(device)
+    return (time.perf_counter() - start) / TIMED_TRAIN_STEPS
+
+
+def _batches(data: torch.Tensor, batch: int) -> Callable[[], torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    return lambda: data[torch.randint(0, data.shape[0], (batch,), generator=gen)]
+
+
+def _ddgan_step_seconds(arch: dict[str, Any], data: torch.Tensor, device: torch.device) -> float:
+    """Seconds per DDGAN training step of the resolved profile ``arch`` on a fresh trainer
+    (``ddgan_d_steps`` D updates, lazy R1 included, and one G update)."""
+    torch.manual_seed(0)
+    trainer = ddgan.DDGANTrainer(
+        ddgan.make_generator(arch), ddgan.make_discriminator(arch),
+        ddgan.make_ddgan_diffusion(arch["ddgan_timesteps"]), nz=arch["ddgan_nz"],
+        lr_g=arch["ddgan_lr_g"], lr_d=arch["ddgan_lr_d"], total_steps=100,
+        r1_gamma=arch["ddgan_r1_gamma"], lazy_r1=arch["ddgan_lazy_r1"],
+        r1_convention=arch["ddgan_r1_convention"], loss=arch["ddgan_loss"],
+        d_steps=arch["ddgan_d_steps"], ema_decay=0.99, device=device, seed=0)
+    next_batch = _batches(data, arch["ddgan_batch_size"])
+    return _mean_step_seconds(lambda: trainer.train_step(next_batch), device)
+
+
 def hyperparameter_speed(profile: dict[str, Any], cache: ResultCache | None = None) -> Result:
     """The cost of every setting of the hyper-parameter study, timed in one run on one device
     with one harness and the sweep runs' ``budget_threads`` threads (0: all):
@@ -536,29 +569,6 @@ def hyperparameter_speed(profile: dict[str, Any], cache: ResultCache | None = No
         with num_threads(threads):
             return {"rows": _speed_rows(), "threads": torch.get_num_threads()}
 
-    def _train_seconds_per_step(arch: dict[str, Any], data: torch.Tensor) -> float:
-        torch.manual_seed(0)
-        trainer = ddgan.DDGANTrainer(
-            ddgan.make_generator(arch), ddgan.make_discriminator(arch),
-            ddgan.make_ddgan_diffusion(arch["ddgan_timesteps"]), nz=arch["ddgan_nz"],
-            lr_g=arch["ddgan_lr_g"], lr_d=arch["ddgan_lr_d"], total_steps=100,
-            r1_gamma=arch["ddgan_r1_gamma"], lazy_r1=arch["ddgan_lazy_r1"],
-            r1_convention=arch["ddgan_r1_convention"], loss=arch["ddgan_loss"],
-            d_steps=arch["ddgan_d_steps"], ema_decay=0.99, device=device, seed=0)
-        gen = torch.Generator().manual_seed(0)
-
-        def next_batch() -> torch.Tensor:
-            index = torch.randint(0, data.shape[0], (arch["ddgan_batch_size"],), generator=gen)
-            return data[index]
-
-        trainer.train_step(next_batch)  # warm-up (allocations, first R1 step)
-        synchronize(device)
-        start = time.perf_counter()
-        for _ in range(TIMED_TRAIN_STEPS):
-            trainer.train_step(next_batch)
-        synchronize(device)
-        return (time.perf_counter() - start) / TIMED_TRAIN_STEPS
-
     def _speed_rows() -> list[dict[str, Any]]:
         from .data import load_fashion_mnist
 
@@ -571,7 +581,7 @@ def hyperparameter_speed(profile: dict[str, Any], cache: ResultCache | None = No
                 generator = ddgan.make_generator(arch).to(device).eval()
                 row = {"factor": key, "value": json.loads(value),
                        "parameters": sum(p.numel() for p in generator.parameters()),
-                       "train_seconds_per_step": _train_seconds_per_step(arch, data)}
+                       "train_seconds_per_step": _ddgan_step_seconds(arch, data, device)}
                 if key in SPEED_FACTORS:
                     diffusion = ddgan.make_ddgan_diffusion(arch["ddgan_timesteps"])
                     row.update(measure_speed(
@@ -707,6 +717,94 @@ def image_kernel_point(profile: dict[str, Any], cache: ResultCache | None = None
                 "train_minutes": train["wall_time_s"] / 60.0}
 
     return (cache or ResultCache()).load_or_run("image_kernel_point", config, compute)
+
+
+def _method_cost(arch: dict[str, Any], name: str, data: torch.Tensor, device: torch.device
+                 ) -> tuple[float, Callable[[int], torch.Tensor], str]:
+    """For :func:`kernel_speed`: (seconds per training step, ``sampler(b) -> images``, the
+    sampler's name) of one method on fresh networks."""
+    from . import image_kernels
+
+    torch.manual_seed(0)
+    diffusion = ddgan.make_ddgan_diffusion(arch["ddgan_timesteps"])
+    if name != "image_kernel_point":
+        generator = ddgan.make_generator(arch).to(device).eval()
+
+        def sample_ddgan(b: int) -> torch.Tensor:
+            return ddgan.ddgan_sample(generator, diffusion, b, arch["ddgan_nz"], batch_size=b,
+                                      device=device, progress=False)[0]
+
+        what = "DDGAN, no latent" if arch["ddgan_nz"] == 0 else "DDGAN generator"
+        return _ddgan_step_seconds(arch, data, device), sample_ddgan, what
+    kernel = arch["image_kernel"]
+    net = image_kernels.make_kernel_network(arch).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    gen = torch.Generator(device=device).manual_seed(0)
+    next_batch = _batches(data, arch["ddgan_batch_size"])
+
+    def step() -> None:
+        loss = image_kernels.kernel_loss(net, kernel, diffusion, next_batch().to(device), gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    seconds = _mean_step_seconds(step, device)
+
+    def sample_kernel(b: int) -> torch.Tensor:
+        return image_kernels.kernel_sample(net, kernel, diffusion, b, batch_size=b,
+                                           device=device)[0]
+
+    return seconds, sample_kernel, f"{kernel} kernel"
+
+
+def kernel_speed(profile: dict[str, Any], cache: ResultCache | None = None) -> Result:
+    """The cost of every method of :func:`kernel_image_points`, timed in one run on one device
+    with :func:`hyperparameter_speed`'s harness and threads: seconds per training step of each
+    (fresh networks; a DDGAN step trains G and D, a kernel step its one network) and the
+    sampling seconds per image of each network (the losses share DDGAN's generator, so it is
+    timed once)."""
+    from .metrics.speed import measure_speed
+    from .profiles import apply_overrides
+
+    device = pick_device()
+    batch = 64 if device.type == "cuda" else 16
+    threads = int(profile["budget_threads"])
+    methods = kernel_image_points(profile)
+    resolved = [(label, apply_overrides(dict(profile), overrides), name)
+                for label, overrides, name in methods]
+    keys = sorted({k for _, arch, _ in resolved for k in arch
+                   if k.startswith("ddgan_") and k not in ddgan.CADENCE_KEYS
+                   and k != "ddgan_train_steps"})
+    settings = [{"label": label, **{k: arch[k] for k in keys},
+                 **({"image_kernel": arch["image_kernel"],
+                     "image_kernel_components": arch["image_kernel_components"]}
+                    if name == "image_kernel_point" else {})}
+                for label, arch, name in resolved]
+    config = _keyed("kernel_speed", profile, losses=list(profile["kernel_study_losses"]),
+                    methods=settings, batch=batch, device=device.type,
+                    threads=threads, timed_train_steps=TIMED_TRAIN_STEPS)
+
+    def rows() -> list[dict[str, Any]]:
+        from .data import load_fashion_mnist
+
+        data = load_fashion_mnist("train")[0][:8192]
+        out, sampled = [], set()
+        for label, arch, name in resolved:
+            seconds, sampler, what = _method_cost(arch, name, data, device)
+            row = {"label": label, "train_seconds_per_step": seconds, "sampler": what}
+            if what not in sampled:  # the losses share one generator: timed once
+                sampled.add(what)
+                row.update(measure_speed(sampler, 4 * batch, batch,
+                                         int(arch["ddgan_timesteps"]), device, warmup=1,
+                                         repeats=5, progress=False))
+            out.append(row)
+        return out
+
+    def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
+        with num_threads(threads):
+            return {"rows": rows(), "threads": torch.get_num_threads()}
+
+    return (cache or ResultCache()).load_or_run("kernel_speed", config, compute, device=device)
 
 
 def kernel_image_points(profile: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
@@ -905,6 +1003,7 @@ EXPERIMENTS: dict[str, Callable[[dict[str, Any], ResultCache | None], Any]] = {
     "hyperparameter_speed": hyperparameter_speed,
     "toy_kernel_study": toy_kernel_study,
     "kernel_image_study": kernel_image_study,
+    "kernel_speed": kernel_speed,
 }
 
 
