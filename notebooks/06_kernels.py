@@ -19,30 +19,35 @@
 # ````{admonition} Rerun this chapter
 # :class: tip
 #
-# This page shows the {glue:text}`chapter_profile` profile. Every method below is one cached
-# run of `toy_kernel_run` per mixture and seed. Missing runs are computed when the page is
-# executed, at about a minute each on one CPU thread:
+# This page shows the {glue:text}`chapter_profile` profile. Every toy method is one cached
+# run of `toy_kernel_run` per mixture and seed (about a minute each on one CPU thread); every
+# FashionMNIST method one `ddgan_sweep_point` or `image_kernel_point` per seed (2 to 10
+# minutes each). Missing runs are computed when the page is executed:
 #
 # ```bash
 # python -m ddgan_core book --profile cpu --only 06_kernels
 # papermill notebooks/06_kernels.ipynb out.ipynb -p profile cpu -p toy_study_steps 2000
 # python -m ddgan_core sweep notebooks/06_kernels \
 #     -p toy_study_steps 500 1000 2000 --profile cpu
-# python -m ddgan_core reproduce --profile cpu --only toy_kernel_study
+# python -m ddgan_core reproduce --profile cpu --only toy_kernel_study \
+#     --only kernel_image_study --only kernel_speed
 # ```
 #
-# **Cost.** The {glue:text}`toy_runs` runs of this page were {glue:text}`toy_source`, computed
-# {glue:text}`toy_where` in {glue:text}`toy_cpu_min:.0f` minutes of run time in all.
+# **Cost.** The {glue:text}`toy_runs` toy runs were {glue:text}`toy_source`, computed
+# {glue:text}`toy_where` in {glue:text}`toy_cpu_min:.0f` minutes of run time in all; the
+# {glue:text}`img_runs` FashionMNIST runs and their timing were {glue:text}`img_source`,
+# computed {glue:text}`img_where` in {glue:text}`img_cpu_min:.0f` minutes.
 # Executing this page took {glue:text}`chapter_seconds:.0f` s on {glue:text}`chapter_device`.
 # ````
 #
 # DDGAN makes the reverse kernel multimodal with a latent variable and fits it with an
 # adversarial divergence. The seed's programme ends with two questions about that choice:
 # would another divergence fit the kernel as well, and would another kind of multimodal kernel,
-# one that is not adversarial at all, do as well? This chapter answers both on 2-D toys, where
-# the data density and every true reverse kernel are known in closed form. Every method gets
-# the same forward process, the same number of steps $T$, the same number of training updates
-# and the same evaluation.
+# one that is not adversarial at all, do as well? This chapter answers both twice: first on
+# 2-D toys, where the data density and every true reverse kernel are known in closed form, then
+# on FashionMNIST at the hyper-parameter chapter's budget. Every method gets the same forward
+# process, the same number of steps $T$, the same number of training updates and the same
+# evaluation.
 
 # %% tags=["hide-cell"]
 # Opened on Colab or Binder, where this project is not installed: install it and the data first.
@@ -64,6 +69,10 @@ profile = "cpu"
 toy_study_steps = None
 toy_study_T = None
 toy_study_seeds = None
+sweep_steps = None            # FashionMNIST: steps of every run (chapter 5's sweep budget)
+hp_seeds = None
+kernel_study_losses = None
+image_kernel_components = None
 
 # %% tags=["hide-cell"]
 import time
@@ -77,9 +86,15 @@ from myst_nb import glue
 from ddgan_core import toy
 from ddgan_core.cache import ResultCache
 from ddgan_core.ddgan import make_ddgan_diffusion
-from ddgan_core.experiments import toy_kernel_study
+from ddgan_core.experiments import (
+    kernel_image_study,
+    kernel_speed,
+    sweep_point_summary,
+    toy_kernel_study,
+)
 from ddgan_core.plotting import cost, figure_png, machine_label, use_book_style
 from ddgan_core.profiles import get_profile, overrides_from
+from ddgan_core.sweep import aggregate_seeds, intervals_overlap
 from ddgan_core.toy_kernels import TOY_METHODS, TOY_SETTINGS
 
 chapter_start = time.perf_counter()
@@ -334,18 +349,232 @@ glue("kernel_mixture", MIXTURE_NAMES[mixture], display=False)
 #
 # ## On FashionMNIST
 #
-# Every divergence is one option of the image trainer too, so the same comparison on
-# FashionMNIST is one sweep of the hyper-parameter chapter's experiment (WGAN-GP without R1):
+# The same question on images, where no true kernel is known and the samples are scored as in
+# chapter 5: every method is one run per seed at that chapter's sweep budget,
+# {glue:text}`img_steps:,d` steps of batch {glue:text}`img_batch` on a chain of
+# $T$ = {glue:text}`img_T` steps, then {glue:text}`img_n:,d` samples scored with bootstrap
+# intervals and the class histogram, {glue:text}`img_seeds` seeds. The methods:
+#
+# - the six divergences, each as `ddgan_loss` of the same DDGAN (`ns` is chapter 5's centre
+#   run; `wgan-gp` without R1, its gradient penalty taking R1's place);
+# - **no latent**: chapter 5's `ddgan_nz = 0` run, one Gaussian per step fitted adversarially;
+# - **Gaussian kernel**: DDPM's kernel on the same $T$-step chain, a UNet of the generator's
+#   width trained with the simple noise-prediction loss and sampled ancestrally with the
+#   posterior variance $\tilde\beta_t$;
+# - **mixture kernel**: $K$ = {glue:text}`img_components` Gaussians per step, fitted by
+#   maximum likelihood on forward pairs. On images a network cannot output $K$ free means and
+#   scales cheaply, so each component is a posterior: the network predicts $K$ images
+#   $\hat x_0^{(k)}$, weights $w_k$ and scale offsets $s_k$, and
+#   $p_\theta(x_{t-1} \mid x_t) = \sum_k w_k\, \mathcal{N}\big(\tilde\mu_t(x_t, \hat x_0^{(k)}),
+#   e^{s_k} \tilde\beta_t I\big)$ (at $t = 0$, where the posterior has no noise,
+#   $\tilde\beta_1$ in its place). With $K = 1$ and $s = 0$ it is the Gaussian kernel with an
+#   $x_0$-prediction.
+#
+# The two kernels use the generator's backbone without the latent's mapping network, its Adam
+# settings, learning-rate schedule and EMA, and the same number of steps. A kernel step trains
+# one network; a DDGAN step also trains the discriminator, twice. The table gives both costs.
+# The code is `ddgan_core.image_kernels`; each method is reachable from a sweep:
 #
 # ```bash
 # python -m ddgan_core sweep ddgan_sweep_point --profile cpu \
 #     -p ddgan_loss ns hinge lsgan kl reverse-kl -p seed 0 1
 # python -m ddgan_core sweep ddgan_sweep_point --profile cpu \
 #     -p ddgan_loss wgan-gp -p ddgan_r1_gamma 0 -p seed 0 1
+# python -m ddgan_core sweep image_kernel_point --profile cpu \
+#     -p image_kernel gaussian mixture -p seed 0 1
 # ```
+
+# %% tags=["hide-input"]
+image_runs = kernel_image_study(cfg, ResultCache())  # (label, seed, entry); cached
+speed = kernel_speed(cfg, ResultCache())
+speed_rows = {row["label"]: row for row in speed.metrics["rows"]}
+sampler_ms = {row["sampler"]: 1e3 * row["seconds_per_image"] for row in speed_rows.values()
+              if "seconds_per_image" in row}
+image_rows = []
+for label, seed, result in image_runs:
+    row = {"method": label, "seed": seed, **sweep_point_summary(result)}
+    row["finished"] = float(result.metrics["train"]["train_steps"]
+                            == result.config["ddgan_train_steps"])
+    share = row["near_parity_share"]
+    row["stalled"] = float(share is not None and share >= 0.5)
+    image_rows.append(row)
+image_aggs = aggregate_seeds(image_rows, "method")
+for agg in image_aggs:
+    timed = speed_rows[agg["method"]]
+    agg["ms_per_image"] = sampler_ms[timed["sampler"]]
+    agg["s_per_step"] = float(timed["train_seconds_per_step"])
+centre = image_aggs[0]  # DDGAN with the ns loss: chapter 5's centre
+glue("img_steps", int(cfg["sweep_steps"]), display=False)
+glue("img_batch", int(cfg["ddgan_batch_size"]), display=False)
+glue("img_T", int(cfg["ddgan_timesteps"]), display=False)
+glue("img_n", int(cfg["sweep_samples"]), display=False)
+glue("img_seeds", len(cfg["hp_seeds"]), display=False)
+glue("img_components", int(cfg["image_kernel_components"]), display=False)
+
+
+def cell(agg: dict, name: str, fmt: str, scale: float = 1.0) -> str:
+    text = format(agg[name] * scale, fmt)
+    if f"{name}_lo" in agg:
+        text += (f"<br>[{format(agg[name + '_lo'] * scale, fmt)}, "
+                 f"{format(agg[name + '_hi'] * scale, fmt)}]")
+    return text
+
+
+def span(agg: dict, name: str) -> str:
+    low, high = int(agg[f"{name}_min"]), int(agg[f"{name}_max"])
+    return f"{low}" if low == high else f"{low}–{high}"
+
+
+def image_table(aggs: list[dict]) -> str:
+    """Quality and diversity: mean over seeds with the union of the seeds' intervals."""
+    lines = ["| method | FID | KID ×10³ | precision | recall | coverage | classes | class KL |",
+             "|---|" + "---:|" * 7]
+    for agg in aggs:
+        lines.append(
+            f"| {agg['method']} | {cell(agg, 'fid', '.1f')} | {cell(agg, 'kid', '.1f', 1e3)} "
+            f"| {cell(agg, 'precision', '.3f')} | {cell(agg, 'recall', '.3f')} "
+            f"| {cell(agg, 'coverage', '.3f')} | {span(agg, 'classes_covered')} "
+            f"| {agg['kl_to_uniform']:.3f} |")
+    floor = aggs[0]
+    lines.append(f"| test images | {floor['fid_floor']:.1f} | | | | | 10 "
+                 f"| {floor['kl_to_uniform_floor']:.3f} |")
+    return "\n".join(lines)
+
+
+def cost_table(aggs: list[dict]) -> str:
+    """Cost and stability of every method."""
+    lines = ["| method | parameters | ms / image | s / step | training min | D gap "
+             "| D loss near chance | stalled runs |", "|---|" + "---:|" * 7]
+    for agg in aggs:
+        adversarial = agg.get("gap_median") is not None
+        lines.append(
+            f"| {agg['method']} | {agg['generator_parameters'] / 1e6:.2f} M "
+            f"| {agg['ms_per_image']:.1f} | {agg['s_per_step']:.2f} "
+            f"| {agg['train_minutes']:.1f} "
+            + (f"| {agg['gap_median']:.2f} | {agg['near_parity_share']:.0%} "
+               f"| {int(round(agg['stalled'] * len(agg['runs'])))} of {len(agg['runs'])} |"
+               if adversarial else "| – | – | – |"))
+    return "\n".join(lines)
+
+
+display(Markdown(image_table(image_aggs)))
+display(Markdown(cost_table(image_aggs)))
+
+# %% [markdown]
+# Means over seeds; under each FID, KID, precision, recall and coverage the union of the seeds'
+# 95% bootstrap intervals (over samples); classes: the range over seeds of the classes holding at
+# least 2.5% of the samples, by the project's classifier; class KL: the histogram's KL
+# divergence to uniform in nats. The test-image row is the floor: FID of as many test images,
+# and their class KL. Milliseconds per image and seconds per step come from one harness run
+# on fresh networks (`kernel_speed`, one thread); training minutes are the runs' own wall
+# time, two runs side by side. Parameters: the generator's (or the kernel network's). D gap:
+# the median logit gap between real and generated pairs; D loss near chance: the share of
+# logged intervals whose D loss sat within 0.03 of its chance value; stalled runs: those where
+# that share is at least half. Every run finished its steps; none diverged.
+
+# %% tags=["hide-input"]
+IMAGE_PANELS = (("fid", "FID (lower is better)"), ("recall", "recall"),
+                ("coverage", "coverage"), ("kl_to_uniform", "class KL to uniform (nats)"))
+fig, axes = plt.subplots(1, len(IMAGE_PANELS), figsize=(10.0, 3.6), sharey=False)
+ys = np.arange(len(image_aggs))[::-1]
+seeds = sorted({s for agg in image_aggs for s in agg["seeds"]})
+for ax, (name, title) in zip(axes, IMAGE_PANELS):
+    for j, seed in enumerate(seeds):
+        offset = (j - (len(seeds) - 1) / 2) * 0.22
+        for y, agg in zip(ys, image_aggs):
+            run = next((r for r in agg["runs"] if r["seed"] == seed), None)
+            if run is None:
+                continue
+            lo, hi = run.get(f"{name}_lo"), run.get(f"{name}_hi")
+            xerr = ([[max(run[name] - lo, 0)], [max(hi - run[name], 0)]]
+                    if isinstance(lo, float) and isinstance(hi, float) else None)
+            ax.errorbar([run[name]], [y + offset], xerr=xerr, fmt="o", ms=3.5, capsize=2,
+                        color=f"C{j}", label=f"seed {seed}" if y == ys[0] else None)
+    if name == "kl_to_uniform":
+        ax.axvline(image_aggs[0]["kl_to_uniform_floor"], color="0.4", ls=":", lw=1,
+                   label="test images")
+    if name == "fid":
+        ax.axvline(image_aggs[0]["fid_floor"], color="0.4", ls=":", lw=1, label="test images")
+    ax.set_title(title, fontsize=9)
+    ax.set_yticks(ys, [agg["method"] for agg in image_aggs] if ax is axes[0] else [],
+                  fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+axes[0].legend(fontsize=7, loc="lower right")
+fig.tight_layout()
+plt.close(fig)
+glue("fig_image_methods", figure_png(fig), display=False)
+
+# %% [markdown]
+# ```{glue:figure} fig_image_methods
+# :name: fig-image-methods
 #
-# Those runs are not yet part of this book: this page shows the toys only, and claims nothing
-# about FashionMNIST.
+# Every method on FashionMNIST: each seed's value with its 95% bootstrap interval, and the
+# test-image floor (dotted) where one exists.
+# ```
+
+# %% tags=["hide-input"]
+def image_verdict(aggs: list[dict]) -> str:
+    """Sentences computed from the table: the best FID and whether its interval separates it
+    from the ns baseline; the Gaussian and mixture kernels against DDGAN; the KL pair."""
+    by_label = {agg["method"]: agg for agg in aggs}
+    best = min(aggs, key=lambda a: a["fid"])
+    ns = by_label["DDGAN, ns"]
+    text = (f"The lowest mean FID is {best['method']}'s, {best['fid']:.1f} against "
+            f"{ns['fid']:.1f} for DDGAN's `ns` loss. ")
+    if best is not ns:
+        text += ("Their seeds' intervals overlap, so at this budget and seed count the "
+                 "difference is not established. " if intervals_overlap(best, ns, "fid")
+                 else "Their seeds' intervals do not overlap. ")
+    for label in ("gaussian kernel", "mixture kernel", "DDGAN, no latent"):
+        if label not in by_label:
+            continue
+        agg = by_label[label]
+        if intervals_overlap(agg, ns, "fid"):
+            relation = "overlaps that of `ns`"
+        else:
+            relation = ("lies wholly above (worse than) that of `ns`" if agg["fid"] > ns["fid"]
+                        else "lies wholly below (better than) that of `ns`")
+        text += (f"The {label}'s FID is {agg['fid']:.1f}, and its interval {relation}; it "
+                 f"covers {span(agg, 'classes_covered')} classes, `ns` "
+                 f"{span(ns, 'classes_covered')}. ")
+    kl, rkl = by_label.get("DDGAN, kl"), by_label.get("DDGAN, reverse-kl")
+    if kl and rkl:
+        text += (f"On images the two KL directions give FID {kl['fid']:.1f} (`kl`) and "
+                 f"{rkl['fid']:.1f} (`reverse-kl`), recall {kl['recall']:.3f} and "
+                 f"{rkl['recall']:.3f}.")
+    return text
+
+
+display(Markdown(image_verdict(image_aggs)))
+
+# %% tags=["hide-input"]
+from PIL import Image  # noqa: E402  (used only here)
+
+first = cfg["hp_seeds"][0]
+grids = [(label, result) for label, seed, result in image_runs if seed == first]
+cols = 3
+rows_n = -(-len(grids) // cols)
+fig, axes = plt.subplots(rows_n, cols, figsize=(2.6 * cols, 2.85 * rows_n), squeeze=False)
+for ax in axes.ravel():
+    ax.axis("off")
+for ax, (label, result) in zip(axes.ravel(), grids):
+    with Image.open(result.file("samples.png")) as image:
+        ax.imshow(np.asarray(image.convert("L")), cmap="gray", vmin=0, vmax=255)
+    ax.set_title(label, fontsize=8)
+fig.tight_layout(pad=0.3)
+plt.close(fig)
+glue("fig_image_samples", figure_png(fig), display=False)
+
+# %% [markdown]
+# ```{glue:figure} fig_image_samples
+# :name: fig-image-samples
+#
+# The first 64 samples of every method on FashionMNIST (seed {glue:text}`img_first_seed`),
+# each a chain of $T$ = {glue:text}`img_T` steps.
+# ```
+
+# %% tags=["hide-input"]
+glue("img_first_seed", int(first), display=False)
 
 # %% tags=["hide-input"]
 # what this page cost (the box at the top)
@@ -354,5 +583,10 @@ glue("toy_runs", len(runs), display=False)
 glue("toy_source", spent["source"], display=False)
 glue("toy_where", spent["where"], display=False)
 glue("toy_cpu_min", float(spent["seconds"] / 60), display=False)
+spent_images = cost([result for _, _, result in image_runs] + [speed])
+glue("img_runs", len(image_runs), display=False)
+glue("img_source", spent_images["source"], display=False)
+glue("img_where", spent_images["where"], display=False)
+glue("img_cpu_min", float(spent_images["seconds"] / 60), display=False)
 glue("chapter_seconds", float(time.perf_counter() - chapter_start), display=False)
 glue("chapter_device", machine_label(), display=False)
