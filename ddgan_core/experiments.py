@@ -557,11 +557,8 @@ def hyperparameter_speed(profile: dict[str, Any], cache: ResultCache | None = No
     batch = 64 if device.type == "cuda" else 16
     grid = {key: list(profile[values]) for key, values in HYPERPARAMETER_FACTORS}
     threads = int(profile["budget_threads"])
-    # the recipe's settings without the seed and the step count (time depends on neither):
-    # ddgan.training_config's keys, read without reading those two
-    settings = {k: profile[k] for k in sorted(profile)
-                if k.startswith("ddgan_") and k not in ddgan.CADENCE_KEYS
-                and k != "ddgan_train_steps" and not (k == "ddgan_loss" and profile[k] == "ns")}
+    # the recipe's settings without the seed and the step count (time depends on neither)
+    settings = ddgan.training_config(profile, without=("seed", "ddgan_train_steps"))
     config = _keyed("hyperparameter_speed", profile, centre=settings, grid=grid, batch=batch,
                     device=device.type, threads=threads, timed_train_steps=TIMED_TRAIN_STEPS)
 
@@ -772,10 +769,8 @@ def kernel_speed(profile: dict[str, Any], cache: ResultCache | None = None) -> R
     methods = kernel_image_points(profile)
     resolved = [(label, apply_overrides(dict(profile), overrides), name)
                 for label, overrides, name in methods]
-    keys = sorted({k for _, arch, _ in resolved for k in arch
-                   if k.startswith("ddgan_") and k not in ddgan.CADENCE_KEYS
-                   and k != "ddgan_train_steps"})
-    settings = [{"label": label, **{k: arch[k] for k in keys},
+    settings = [{"label": label,
+                 **ddgan.training_config(arch, without=("seed", "ddgan_train_steps")),
                  **({"image_kernel": arch["image_kernel"],
                      "image_kernel_components": arch["image_kernel_components"]}
                     if name == "image_kernel_point" else {})}

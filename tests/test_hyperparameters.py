@@ -247,3 +247,22 @@ def test_the_command_line_refuses_a_bad_value_before_any_point(tmp_path, monkeyp
 def test_an_unknown_experiment_is_named_with_the_valid_ones():
     with pytest.raises(ValueError, match="ddgan_sweep_point"):
         sweep.experiment_rows("no_such_experiment", get_profile("smoke"), {"seed": [0]})
+
+
+def test_training_config_without_keys_is_the_full_config_less_them_read_or_not():
+    class Reads(dict):
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.read = set()
+
+        def __getitem__(self, key):
+            self.read.add(key)
+            return super().__getitem__(key)
+
+    profile = Reads(get_profile("cpu"))
+    full = ddgan.training_config(dict(profile))
+    less = ddgan.training_config(profile, without=("seed", "ddgan_train_steps"))
+    assert less == {k: v for k, v in full.items() if k not in ("seed", "ddgan_train_steps")}
+    assert not profile.read & {"seed", "ddgan_train_steps"}
+    assert "ddgan_loss" not in full  # the ns loss is left out of keys
+    assert ddgan.training_config({**profile, "ddgan_loss": "hinge"})["ddgan_loss"] == "hinge"

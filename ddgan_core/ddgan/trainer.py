@@ -484,18 +484,23 @@ class HistoryLogger:
 CADENCE_KEYS = ("ddgan_checkpoint_every", "ddgan_log_every")
 
 
-def training_config(profile: Mapping[str, Any]) -> dict[str, Any]:
+def training_config(profile: Mapping[str, Any],
+                    without: Sequence[str] = ()) -> dict[str, Any]:
     """The keys of a resolved profile that determine a trained DDGAN (as
     :func:`ddgan_core.ddpm.training_config` for DDPM): the seed and every ``ddgan_`` key but the
     cadences, which go to :func:`train_ddgan` as ``checkpoint_every`` / ``log_every``.
+    ``without`` names keys to leave out, unread (a timing harness's key holds neither the seed
+    nor the step count: time depends on neither).
 
     ``ddgan_loss`` enters only when it is not ``ns``: a configuration without it means the
     ``ns`` loss (every entry computed before the key existed), so those entries keep their keys.
     """
-    return {"seed": profile["seed"],
-            **{k: profile[k] for k in sorted(profile)
-               if k.startswith("ddgan_") and k not in CADENCE_KEYS
-               and not (k == "ddgan_loss" and profile[k] == "ns")}}
+    names = ["seed", *(k for k in sorted(profile)
+                       if k.startswith("ddgan_") and k not in CADENCE_KEYS)]
+    config = {k: profile[k] for k in names if k not in without}
+    if config.get("ddgan_loss") == "ns":
+        del config["ddgan_loss"]
+    return config
 
 
 def _log_every(total: int) -> int:
