@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from conftest import needs_data
 
 from ddgan_core import image_kernels as ik
 from ddgan_core.ddgan import make_ddgan_diffusion
@@ -121,3 +122,57 @@ def test_training_resumes_to_the_same_weights(tmp_path, kernel):
                                     device="cpu")
     assert samples.shape == (5, 1, 28, 28) and nfe == 4
     assert samples.abs().max() <= 1.0
+
+
+# -- the cached experiments of chapter 6's FashionMNIST half ----------------------------------
+
+def test_the_methods_are_every_loss_no_latent_and_both_kernels():
+    from ddgan_core import experiments
+    from ddgan_core.profiles import get_profile
+
+    profile = get_profile("cpu")
+    methods = experiments.kernel_image_points(profile)
+    losses = [o["ddgan_loss"] for _, o, name in methods if "ddgan_loss" in o]
+    assert losses == profile["kernel_study_losses"]
+    wgan = next(o for _, o, _ in methods if o.get("ddgan_loss") == "wgan-gp")
+    assert wgan["ddgan_r1_gamma"] == 0.0  # the critic's gradient penalty replaces R1
+    assert ("DDGAN, no latent", {"ddgan_nz": 0}, "ddgan_sweep_point") in methods
+    assert [o["image_kernel"] for _, o, n in methods if n == "image_kernel_point"] == [
+        "gaussian", "mixture"]
+
+
+def test_the_kernel_key_holds_its_components_only_for_the_mixture():
+    from ddgan_core import experiments
+    from ddgan_core.profiles import get_profile
+
+    gaussian = experiments._image_kernel_config(get_profile("cpu", image_kernel="gaussian"))
+    mixture = experiments._image_kernel_config(get_profile("cpu", image_kernel="mixture"))
+    assert "image_kernel_components" not in gaussian
+    assert mixture["image_kernel_components"] == 10
+    assert gaussian["ddgan_train_steps"] == get_profile("cpu")["sweep_steps"]
+    assert gaussian["n"] == mixture["n"] == get_profile("cpu")["sweep_samples"]
+
+
+@needs_data
+def test_a_kernel_point_trains_scores_and_is_read_back(tmp_path):
+    from ddgan_core import experiments
+    from ddgan_core.cache import ResultCache
+    from ddgan_core.profiles import get_profile
+
+    cache = ResultCache(tmp_path / "cache")
+    profile = get_profile("smoke", image_kernel="mixture")
+    result = experiments.image_kernel_point(profile, cache)
+    row = experiments.sweep_point_summary(result)
+    assert row["gap_median"] is None  # no discriminator
+    assert row["fid_lo"] <= row["fid"] <= row["fid_hi"]
+    assert row["generator_parameters"] == result.metrics["train"]["parameters"]
+    assert "checkpoint.pt" not in {p.name for p in result.path.iterdir()}
+    again = experiments.image_kernel_point(profile, cache)
+    assert not again.computed and again.key == result.key
+
+
+def test_a_bad_kernel_name_fails_in_the_profile():
+    from ddgan_core.profiles import get_profile
+
+    with pytest.raises(ValueError, match="allowed values are"):
+        get_profile("smoke", image_kernel="flow")
