@@ -174,17 +174,10 @@ def run_sweep(
         records.append({"parameters": point, "notebook": executed.name,
                         "cache_entries": _read_log(log)})
         log.unlink(missing_ok=True)
-    csv_path = write_csv(rows, out_dir / "results.csv")
-    plot_path = plot_sweep(rows, list(grid), out_dir / "plot.png")
-    write_json_atomic(out_dir / "sweep.json", {
-        "notebook": str(source.relative_to(repo_root()) if source.is_relative_to(repo_root())
-                        else source),
-        "profile": profile, "grid": grid, "git_commit": git_commit(),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "points": records,
-    })
-    print(f"sweep: {csv_path}\nsweep: {plot_path}\nsweep: {out_dir / 'sweep.json'}")
-    return csv_path, plot_path
+    notebook = str(source.relative_to(repo_root()) if source.is_relative_to(repo_root())
+                   else source)
+    return write_outputs(out_dir, rows, grid, {"notebook": notebook, "profile": profile},
+                         records)
 
 
 def run_experiment_sweep(name: str, grid: dict[str, list[Any]], profile: str = "smoke",
@@ -196,11 +189,20 @@ def run_experiment_sweep(name: str, grid: dict[str, list[Any]], profile: str = "
     rows, records = experiment_rows(name, get_profile(profile), grid, cache)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir = Path(out_dir or repo_root() / "sweeps" / name / stamp)
+    return write_outputs(out_dir, rows, grid, {"experiment": name, "profile": profile},
+                         records)
+
+
+def write_outputs(out_dir: Path, rows: list[dict[str, Any]], grid: dict[str, list[Any]],
+                  what: dict[str, Any], records: list[dict[str, Any]]) -> tuple[Path, Path]:
+    """A sweep's three files in ``out_dir``: ``results.csv`` (the rows), ``plot.png``
+    (:func:`plot_sweep`) and ``sweep.json`` (``what`` was swept, the grid, commit, date and
+    each point's cache entries); prints their paths and returns (CSV path, plot path)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = write_csv(rows, out_dir / "results.csv")
     plot_path = plot_sweep(rows, list(grid), out_dir / "plot.png")
     write_json_atomic(out_dir / "sweep.json", {
-        "experiment": name, "profile": profile, "grid": grid, "git_commit": git_commit(),
+        **what, "grid": grid, "git_commit": git_commit(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "points": records,
     })
