@@ -410,6 +410,8 @@ glue("img_T", int(cfg["ddgan_timesteps"]), display=False)
 glue("img_n", int(cfg["sweep_samples"]), display=False)
 glue("img_seeds", len(cfg["hp_seeds"]), display=False)
 glue("img_components", int(cfg["image_kernel_components"]), display=False)
+glue("img_finished", int(sum(row["finished"] for row in image_rows)), display=False)
+glue("img_total", len(image_rows), display=False)
 
 
 def cell(agg: dict, name: str, fmt: str, scale: float = 1.0) -> str:
@@ -470,7 +472,9 @@ display(Markdown(cost_table(image_aggs)))
 # time, two runs side by side. Parameters: the generator's (or the kernel network's). D gap:
 # the median logit gap between real and generated pairs; D loss near chance: the share of
 # logged intervals whose D loss sat within 0.03 of its chance value; stalled runs: those where
-# that share is at least half. Every run finished its steps; none diverged.
+# that share is at least half. {glue:text}`img_finished` of the {glue:text}`img_total` runs
+# finished all their steps (a run whose loss or weights became NaN or infinite would have
+# stopped with an error and left no entry).
 
 # %% tags=["hide-input"]
 IMAGE_PANELS = (("fid", "FID (lower is better)"), ("recall", "recall"),
