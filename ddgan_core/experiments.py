@@ -163,16 +163,26 @@ def ddpm_budget_model(profile: dict[str, Any], cache: ResultCache | None = None)
 
 
 def ddpm_grid_point(
-    profile: dict[str, Any], sampler: str, steps: int, cache: ResultCache | None = None
+    profile: dict[str, Any], sampler: str, steps: int, cache: ResultCache | None = None,
+    spacing: str = "linspace",
 ) -> Result:
     """FID, KID, precision/recall, density/coverage of the DDPM sampled with ``steps`` steps.
 
-    One cache entry per (model, sampler, K, n): Fig. 1 is assembled from these, and a long grid
-    can stop and continue without redoing finished points.
+    ``sampler``: ``ancestral`` or ``ddim`` (:func:`~ddgan_core.ddpm.ddpm_sample`) or a solver
+    of :data:`~ddgan_core.solvers.SOLVERS`; ``spacing``: which K of the T timesteps it visits
+    (:data:`~ddgan_core.ddpm.SPACINGS`; in the key only when not ``linspace``, the spacing of
+    every entry made before the option). One cache entry per (model, sampler, spacing, K, n):
+    Fig. 1 and the solver grid are assembled from these, and a long grid can stop and continue
+    without redoing finished points.
     """
-    from . import ddpm
+    from . import ddpm, solvers
     from .metrics.features import CHECKPOINT_SHA256
 
+    if sampler not in (*ddpm.SAMPLERS, *solvers.SOLVERS):
+        raise ValueError(f"sampler={sampler!r} is unknown; allowed: "
+                         f"{[*ddpm.SAMPLERS, *solvers.SOLVERS]}")
+    if spacing not in ddpm.SPACINGS:
+        raise ValueError(f"spacing={spacing!r} is unknown; allowed: {list(ddpm.SPACINGS)}")
     cache = cache or ResultCache()
     model_result = ddpm_model(profile, cache)
     config = _keyed(
@@ -181,20 +191,44 @@ def ddpm_grid_point(
         extractor=CHECKPOINT_SHA256,
         # sampling is seeded per batch, so the batch size changes the images and the numbers
         eval_batch_size=profile["eval_batch_size"],
+        **({} if spacing == "linspace" else {"spacing": spacing}),
     )
 
     def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
         model, diffusion = ddpm.load_model(find_model_file(model_result.path, "ddpm"))
         device = next(model.parameters()).device
-        metrics = _evaluate_sampler(
-            lambda n: ddpm.ddpm_sample(
-                model, diffusion, n, config["steps"], config["sampler"], config["eta"],
-                seed=config["seed"], batch_size=config["eval_batch_size"], device=device),
-            config["n"], device, workdir)
+        kept = config.get("spacing", "linspace")
+        if config["sampler"] in solvers.SOLVERS:
+            def sample(n: int):
+                return solvers.solver_sample(
+                    model, diffusion, n, config["steps"], config["sampler"], kept,
+                    seed=config["seed"], batch_size=config["eval_batch_size"], device=device)
+        else:
+            def sample(n: int):
+                return ddpm.ddpm_sample(
+                    model, diffusion, n, config["steps"], config["sampler"], config["eta"],
+                    seed=config["seed"], batch_size=config["eval_batch_size"], device=device,
+                    spacing=kept)
+        metrics = _evaluate_sampler(sample, config["n"], device, workdir)
         metrics["sampling_batch_size"] = config["eval_batch_size"]
         return metrics
 
     return cache.load_or_run("ddpm_grid_point", config, compute)
+
+
+def solver_grid(profile: dict[str, Any], cache: ResultCache | None = None,
+                samplers: list[list[str]] | None = None) -> list[Result]:
+    """Chapter 3's DDPM sampled by every (sampler, spacing) of ``solver_samplers`` (or
+    ``samplers``) at every K of ``solver_steps``, cheapest first: one :func:`ddpm_grid_point`
+    each (the ``linspace`` points of ancestral and DDIM are Fig. 1's where K is in its grid)."""
+    chosen = [list(pair) for pair in (samplers or profile["solver_samplers"])]
+    points = [(k, sampler, spacing) for k in sorted(profile["solver_steps"])
+              for sampler, spacing in chosen]
+    results = []
+    for k, sampler, spacing in progress_bar(points, desc="solver grid", unit="point"):
+        check_deadline(f"ddpm_grid_point {sampler} {spacing} K={k}")
+        results.append(ddpm_grid_point(profile, sampler, k, cache, spacing))
+    return results
 
 
 def ddpm_fig1(profile: dict[str, Any], cache: ResultCache | None = None) -> list[Result]:
@@ -989,6 +1023,7 @@ EXPERIMENTS: dict[str, Callable[[dict[str, Any], ResultCache | None], Any]] = {
     "dataset_statistics": dataset_statistics,
     "ddpm_model": ddpm_model,
     "ddpm_fig1": ddpm_fig1,
+    "solver_grid": solver_grid,
     "ddpm_budget_model": ddpm_budget_model,
     "ddgan_model": ddgan_model,
     "r1_convention_study": r1_convention_study,

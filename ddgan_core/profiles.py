@@ -53,6 +53,12 @@ _BASE: dict[str, Any] = {
     "ddpm_checkpoint_every": 1000,
     "ddpm_step_grid": [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
     "ddpm_grid_samples": 10_000,    # images per (sampler, K) point of Fig. 1
+    # the fast samplers on the same DDPM (chapter 3): (sampler, spacing) pairs and their K
+    "solver_samplers": [["ancestral", "linspace"], ["ddim", "linspace"],
+                        ["ancestral", "trailing"], ["ddim", "trailing"],
+                        ["dpmsolver++", "trailing"], ["dpmsolver++3m", "trailing"],
+                        ["unipc", "trailing"]],
+    "solver_steps": [1, 2, 3, 4, 5, 8, 10, 20, 50],
     # chapters 4-5: Denoising Diffusion GAN
     "ddgan_timesteps": 4,
     "ddgan_nz": 100,
@@ -128,6 +134,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "ddpm_checkpoint_every": 3,
         "ddpm_step_grid": [1, 2, 5],
         "ddpm_grid_samples": 256,
+        "solver_samplers": [["ddim", "trailing"], ["dpmsolver++", "trailing"]],
+        "solver_steps": [1, 2],
         "ddgan_nz": 8,
         "ddgan_channels": [8, 16, 16],
         "ddgan_res_blocks": 1,

@@ -26,6 +26,8 @@ NOT_IN_KEY = {
     "ddpm_step_grid",          # which Fig. 1 points exist; each point's key holds its K
     "budget_minutes",          # 0 selects step-count training (the key holds the steps);
                                # a budget > 0 is in the key with its threads and device
+    "solver_samplers",         # which solver-grid points exist; each point's key holds its
+    "solver_steps",            # sampler, spacing and K
     "comparison_ddpm",         # which comparison rows exist; each row's key holds its sampler, K
     "comparison_reference",
     "hp_seeds",                # which hyper-parameter points exist; each point's key holds its

@@ -131,3 +131,32 @@ def test_the_command_line_samples_a_ddpm_with_a_solver_and_a_spacing(tmp_path, c
         assert saved["images"].shape == (4, 28, 28) and int(saved["nfe"]) == nfe
         assert str(saved["sampler"]) == extra[1]
     capsys.readouterr()
+
+
+def test_a_grid_point_refuses_an_unknown_sampler_or_spacing_before_any_work(tmp_path):
+    from ddgan_core import experiments
+    from ddgan_core.cache import ResultCache
+    from ddgan_core.profiles import get_profile
+
+    cache = ResultCache(tmp_path / "cache")
+    with pytest.raises(ValueError, match="sampler='heun' is unknown"):
+        experiments.ddpm_grid_point(get_profile("smoke"), "heun", 2, cache)
+    with pytest.raises(ValueError, match="spacing='leading' is unknown"):
+        experiments.ddpm_grid_point(get_profile("smoke"), "ddim", 2, cache, "leading")
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_the_solver_grid_visits_every_pair_at_every_k(monkeypatch):
+    from ddgan_core import experiments
+    from ddgan_core.profiles import get_profile
+
+    calls = []
+    monkeypatch.setattr(experiments, "ddpm_grid_point",
+                        lambda profile, sampler, k, cache, spacing: calls.append(
+                            (sampler, spacing, k)))
+    profile = get_profile("cpu")
+    experiments.solver_grid(profile)
+    pairs = [tuple(p) for p in profile["solver_samplers"]]
+    assert len(calls) == len(pairs) * len(profile["solver_steps"])
+    assert {(s, sp) for s, sp, _ in calls} == set(pairs)
+    assert [k for *_, k in calls] == sorted(k for *_, k in calls)  # cheapest first
