@@ -40,7 +40,10 @@
 # {glue:text}`fig1_wall_s:.0f` s. On the 2-core CPU, where the DDGAN chapter times this
 # network, one network evaluation costs {glue:text}`cpu_ms_per_nfe:.1f` ms per image, so the
 # grid's sampling alone ({glue:text}`fig1_image_nfe:,d` image-evaluations) takes about
-# {glue:text}`fig1_cpu_hours:.1f` h there, before training.
+# {glue:text}`fig1_cpu_hours:.1f` h there, before training. The
+# {glue:text}`solver_points_n` points of {numref}`fig-solvers` (fast samplers) were sampled and
+# evaluated on {glue:text}`solver_device` in {glue:text}`solver_wall_min:.0f` minutes of run
+# time.
 # ````
 #
 # Everything that follows is measured against this chapter's model: a denoising diffusion
@@ -356,6 +359,10 @@ solver_rows = [{"sampler": r.config["sampler"], "spacing": r.config.get("spacing
                 "coverage": r.metrics["coverage"], "n": r.metrics["n_samples"]}
                for r in solver_points]
 glue("solver_n", int(solver_rows[0]["n"]), display=False)
+solver_cost = cost(solver_points)
+glue("solver_points_n", len(solver_points), display=False)
+glue("solver_device", solver_cost["devices"], display=False)
+glue("solver_wall_min", float(solver_cost["seconds"] / 60), display=False)
 pairs = list(dict.fromkeys((r["sampler"], r["spacing"]) for r in solver_rows))
 solver_ks = sorted({r["K"] for r in solver_rows})
 at = {(r["sampler"], r["spacing"], r["K"]): r for r in solver_rows}
