@@ -372,7 +372,8 @@ glue("kernel_mixture", MIXTURE_NAMES[mixture], display=False)
 #
 # The two kernels use the generator's backbone without the latent's mapping network, its Adam
 # settings, learning-rate schedule and EMA, and the same number of steps. A kernel step trains
-# one network; a DDGAN step also trains the discriminator, twice. The table gives both costs.
+# one network; a DDGAN step also makes {glue:text}`img_d_steps` discriminator updates. The
+# second table gives both costs.
 # The code is `ddgan_core.image_kernels`; each method is reachable from a sweep:
 #
 # ```bash
@@ -410,6 +411,7 @@ glue("img_T", int(cfg["ddgan_timesteps"]), display=False)
 glue("img_n", int(cfg["sweep_samples"]), display=False)
 glue("img_seeds", len(cfg["hp_seeds"]), display=False)
 glue("img_components", int(cfg["image_kernel_components"]), display=False)
+glue("img_d_steps", int(cfg["ddgan_d_steps"]), display=False)
 glue("img_finished", int(sum(row["finished"] for row in image_rows)), display=False)
 glue("img_total", len(image_rows), display=False)
 
