@@ -839,7 +839,7 @@ def kernel_speed(profile: dict[str, Any], cache: ResultCache | None = None) -> R
 def kernel_image_points(profile: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
     """Every method of chapter 6's FashionMNIST comparison around the sweep recipe, without
     seeds: each loss of ``kernel_study_losses`` (WGAN-GP without R1, its gradient penalty taking
-    R1's place), the generator without latent (``ddgan_nz`` 0), and the two kernels of
+    R1's place), the generator without latent (``ddgan_nz`` 0), and the three kernels of
     :mod:`~ddgan_core.image_kernels`."""
     methods = []
     for loss in profile["kernel_study_losses"]:
@@ -848,8 +848,9 @@ def kernel_image_points(profile: dict[str, Any]) -> list[tuple[str, dict[str, An
             overrides["ddgan_r1_gamma"] = 0.0
         methods.append((f"DDGAN, {loss}", overrides, "ddgan_sweep_point"))
     methods.append(("DDGAN, no latent", {"ddgan_nz": 0}, "ddgan_sweep_point"))
-    for kernel in ("gaussian", "mixture"):
-        methods.append((f"{kernel} kernel", {"image_kernel": kernel}, "image_kernel_point"))
+    for kernel, label in (("gaussian", "Gaussian kernel (noise)"),
+                          ("gaussian-x0", "Gaussian kernel (x0)"), ("mixture", "mixture kernel")):
+        methods.append((label, {"image_kernel": kernel}, "image_kernel_point"))
     return methods
 
 

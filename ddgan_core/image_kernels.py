@@ -7,7 +7,15 @@ backbone and width) with its kernel p(x_{t-1} | x_t) fitted without a discrimina
     One Gaussian per step, DDPM's kernel (Ho et al. 2020, eq. 11 with the "fixed small"
     variance beta~_t): a UNet predicts the noise, trained with the simple loss
     ``E ||eps - eps_theta(x_t, t)||^2`` over the T steps, sampled ancestrally. The direct test
-    of the DDGAN paper's claim that the Gaussian kernel is what fails when T is small.
+    of the DDGAN paper's claim that the Gaussian kernel is what fails when T is small. With
+    T = 4 the x_0 it implies, (x_t - sqrt(1 - abar_t) eps_theta) / sqrt(abar_t), multiplies the
+    noise predictor's error by sqrt((1 - abar_t) / abar_t), about 150 at the first reverse step.
+``gaussian-x0``
+    The same Gaussian kernel, q(x_{t-1} | x_t, x_0 = x0_theta(x_t, t)) with beta~_t, with the
+    network predicting x_0 (tanh-bounded, DDGAN's generator without latent) by squared error
+    ``E ||x_0 - x0_theta(x_t, t)||^2``: the posterior mean E[x_0 | x_t], without the
+    amplification. It is the deterministic generator of DDGAN's "no latent" ablation trained by
+    regression instead of adversarially.
 ``mixture``
     A mixture of K Gaussians per step, fitted by maximum likelihood on forward-process pairs
     (x_{t-1}, x_t). The UNet predicts, for each component k, an image x0_k (tanh-bounded, as
@@ -57,7 +65,7 @@ from .training import (
 )
 
 #: The kernels of this module.
-IMAGE_KERNELS = ("gaussian", "mixture")
+IMAGE_KERNELS = ("gaussian", "gaussian-x0", "mixture")
 CHECKPOINT_FORMAT = "ddgan_core.image_kernel/1"
 
 
@@ -85,10 +93,22 @@ class MixtureKernelUNet(nn.Module):
         return x0, logits, log_scale
 
 
+class X0Predictor(nn.Module):
+    """x0_theta(x_t, t) = tanh(UNet(x_t, t)): the ``gaussian-x0`` kernel's network."""
+
+    def __init__(self, net: UNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(x_t, t))
+
+
 def make_kernel_network(config: Mapping[str, Any]) -> nn.Module:
     """The network of ``config["image_kernel"]``: DDGAN's generator backbone (``ddgan_channels``,
-    ``ddgan_res_blocks``, attention at 7x7) without latent, predicting the noise (gaussian) or
-    the mixture's parameters (:class:`MixtureKernelUNet`, ``image_kernel_components`` of them).
+    ``ddgan_res_blocks``, attention at 7x7) without latent, predicting the noise (gaussian),
+    x_0 (gaussian-x0, :class:`X0Predictor`) or the mixture's parameters
+    (:class:`MixtureKernelUNet`, ``image_kernel_components`` of them).
     """
     kernel = _check_kernel(str(config["image_kernel"]))
     C = IMAGE_SHAPE[0]
@@ -97,9 +117,11 @@ def make_kernel_network(config: Mapping[str, Any]) -> nn.Module:
         raise ValueError(f"image_kernel_components={K} must be >= 1")
     net = UNet(channels=list(config["ddgan_channels"]),
                num_res_blocks=int(config["ddgan_res_blocks"]), attention_resolutions=(7,),
-               in_channels=C, out_channels=C if kernel == "gaussian" else K * (C + 2),
+               in_channels=C, out_channels=K * (C + 2) if kernel == "mixture" else C,
                z_dim=0, dropout=0.0, image_size=IMAGE_SHAPE[1])
-    return net if kernel == "gaussian" else MixtureKernelUNet(net, K, C)
+    if kernel == "mixture":
+        return MixtureKernelUNet(net, K, C)
+    return X0Predictor(net) if kernel == "gaussian-x0" else net
 
 
 def _component_moments(diffusion: GaussianDiffusion, x0: torch.Tensor, x_t: torch.Tensor,
@@ -129,13 +151,14 @@ def mixture_nll(model: MixtureKernelUNet, diffusion: GaussianDiffusion, x_prev: 
 def kernel_loss(model: nn.Module, kernel: str, diffusion: GaussianDiffusion, x0: torch.Tensor,
                 gen: torch.Generator) -> torch.Tensor:
     """The training loss of ``kernel`` on a batch of data ``x0``: t uniform over the chain,
-    x_t by eq. (2); the simple loss (gaussian) or :func:`mixture_nll` of x_{t-1} drawn from
-    q(x_{t-1} | x_t, x_0) (mixture)."""
+    x_t by eq. (2); the squared error of the noise (gaussian) or of x_0 (gaussian-x0), or
+    :func:`mixture_nll` of x_{t-1} drawn from q(x_{t-1} | x_t, x_0) (mixture)."""
     b = x0.shape[0]
     t = torch.randint(0, diffusion.num_timesteps, (b,), generator=gen, device=x0.device)
-    if kernel == "gaussian":
+    if kernel in ("gaussian", "gaussian-x0"):
         eps = torch.randn(x0.shape, generator=gen, device=x0.device)
-        return F.mse_loss(model(diffusion.q_sample(x0, t, eps), t), eps)
+        out = model(diffusion.q_sample(x0, t, eps), t)
+        return F.mse_loss(out, eps if kernel == "gaussian" else x0)
     # the pair (x_{t-1}, x_t): x_{t-1} ~ q(x_{t-1} | x_0), then x_t ~ q(x_t | x_{t-1})
     x_prev, x_t = q_sample_pairs(diffusion, x0, t, gen)
     return mixture_nll(model, diffusion, x_prev, x_t, t)
@@ -148,6 +171,8 @@ def kernel_step(model: nn.Module, kernel: str, diffusion: GaussianDiffusion, x_t
     noise = torch.randn(x_t.shape, generator=gen, device=x_t.device)
     if kernel == "gaussian":
         return diffusion.p_sample_from_eps(model(x_t, t), x_t, t, noise=noise, clip=True)
+    if kernel == "gaussian-x0":
+        return diffusion.p_sample_from_x0(model(x_t, t), x_t, t, noise=noise, clip=False)
     x0, logits, log_scale = model(x_t, t)
     k = torch.multinomial(F.softmax(logits.float(), dim=1), 1, generator=gen)[:, 0]
     rows = torch.arange(x_t.shape[0], device=x_t.device)

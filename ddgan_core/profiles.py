@@ -103,7 +103,8 @@ _BASE: dict[str, Any] = {
     "toy_study_mixtures": ["8gaussians", "25gaussians"],
     # other kernels and divergences on FashionMNIST (chapter 6), at the sweep budget, hp_seeds
     "kernel_study_losses": ["ns", "hinge", "lsgan", "wgan-gp", "kl", "reverse-kl"],
-    "image_kernel": "gaussian",        # a non-adversarial kernel: gaussian (DDPM's) or mixture
+    "image_kernel": "gaussian",        # a kernel without adversary: gaussian (DDPM's: noise
+                                       # prediction), gaussian-x0 (x_0 prediction) or mixture
     "image_kernel_components": 10,     # K of the mixture kernel
 }
 
@@ -233,7 +234,7 @@ CHOICES = {
     "ddgan_r1_convention": ("ddgan", "stylegan2"),
     "ddgan_d_head": ("mean", "flatten"),
     "ddgan_loss": ("ns", "hinge", "lsgan", "wgan-gp", "kl", "reverse-kl"),  # ddgan.LOSSES
-    "image_kernel": ("gaussian", "mixture"),  # image_kernels.IMAGE_KERNELS
+    "image_kernel": ("gaussian", "gaussian-x0", "mixture"),  # image_kernels.IMAGE_KERNELS
 }
 
 

@@ -358,19 +358,25 @@ glue("kernel_mixture", MIXTURE_NAMES[mixture], display=False)
 # - the six divergences, each as `ddgan_loss` of the same DDGAN (`ns` is chapter 5's centre
 #   run; `wgan-gp` without R1, its gradient penalty taking R1's place);
 # - **no latent**: chapter 5's `ddgan_nz = 0` run, one Gaussian per step fitted adversarially;
-# - **Gaussian kernel**: DDPM's kernel on the same $T$-step chain, a UNet of the generator's
-#   width trained with the simple noise-prediction loss and sampled ancestrally with the
-#   posterior variance $\tilde\beta_t$;
+# - **Gaussian kernel (noise)**: DDPM's kernel on the same $T$-step chain, a UNet of the
+#   generator's width trained with the simple noise-prediction loss and sampled ancestrally
+#   with the posterior variance $\tilde\beta_t$. With $T = 4$ the $x_0$ it implies,
+#   $(x_t - \sqrt{1 - \bar\alpha_t}\,\varepsilon_\theta) / \sqrt{\bar\alpha_t}$, multiplies the
+#   noise predictor's error by $\sqrt{(1 - \bar\alpha_t) / \bar\alpha_t}$:
+#   {glue:text}`img_amplification:.0f` at the first reverse step;
+# - **Gaussian kernel (x0)**: the same Gaussian kernel with the network predicting $x_0$ by
+#   squared error, so the kernel is the posterior around $\mathbb{E}[x_0 \mid x_t]$. This is
+#   the toys' `gaussian`, and the no-latent generator trained by regression instead of
+#   adversarially;
 # - **mixture kernel**: $K$ = {glue:text}`img_components` Gaussians per step, fitted by
 #   maximum likelihood on forward pairs. On images a network cannot output $K$ free means and
 #   scales cheaply, so each component is a posterior: the network predicts $K$ images
 #   $\hat x_0^{(k)}$, weights $w_k$ and scale offsets $s_k$, and
 #   $p_\theta(x_{t-1} \mid x_t) = \sum_k w_k\, \mathcal{N}\big(\tilde\mu_t(x_t, \hat x_0^{(k)}),
 #   e^{s_k} \tilde\beta_t I\big)$ (at $t = 0$, where the posterior has no noise,
-#   $\tilde\beta_1$ in its place). With $K = 1$ and $s = 0$ it is the Gaussian kernel with an
-#   $x_0$-prediction.
+#   $\tilde\beta_1$ in its place). With $K = 1$ and $s = 0$ it is the Gaussian kernel (x0).
 #
-# The two kernels use the generator's backbone without the latent's mapping network, its Adam
+# The three kernels use the generator's backbone without the latent's mapping network, its Adam
 # settings, learning-rate schedule and EMA, and the same number of steps. A kernel step trains
 # one network; a DDGAN step also makes {glue:text}`img_d_steps` discriminator updates. The
 # second table gives both costs.
@@ -382,7 +388,7 @@ glue("kernel_mixture", MIXTURE_NAMES[mixture], display=False)
 # python -m ddgan_core sweep ddgan_sweep_point --profile cpu \
 #     -p ddgan_loss wgan-gp -p ddgan_r1_gamma 0 -p seed 0 1
 # python -m ddgan_core sweep image_kernel_point --profile cpu \
-#     -p image_kernel gaussian mixture -p seed 0 1
+#     -p image_kernel gaussian gaussian-x0 mixture -p seed 0 1
 # ```
 
 # %% tags=["hide-input"]
@@ -412,6 +418,8 @@ glue("img_n", int(cfg["sweep_samples"]), display=False)
 glue("img_seeds", len(cfg["hp_seeds"]), display=False)
 glue("img_components", int(cfg["image_kernel_components"]), display=False)
 glue("img_d_steps", int(cfg["ddgan_d_steps"]), display=False)
+abar_first = float(make_ddgan_diffusion(int(cfg["ddgan_timesteps"])).alphas_cumprod[-1])
+glue("img_amplification", float(np.sqrt((1 - abar_first) / abar_first)), display=False)
 glue("img_finished", int(sum(row["finished"] for row in image_rows)), display=False)
 glue("img_total", len(image_rows), display=False)
 
@@ -531,7 +539,8 @@ def image_verdict(aggs: list[dict]) -> str:
         text += ("Their seeds' intervals overlap, so at this budget and seed count the "
                  "difference is not established. " if intervals_overlap(best, ns, "fid")
                  else "Their seeds' intervals do not overlap. ")
-    for label in ("gaussian kernel", "mixture kernel", "DDGAN, no latent"):
+    for label in ("Gaussian kernel (noise)", "Gaussian kernel (x0)", "mixture kernel",
+                  "DDGAN, no latent"):
         if label not in by_label:
             continue
         agg = by_label[label]

@@ -87,6 +87,23 @@ def test_mixture_step_draws_components_by_weight_and_ends_on_their_x0():
     assert (values > 0).float().mean().item() == pytest.approx(0.75, abs=0.03)
 
 
+def test_x0_step_is_the_posterior_around_the_prediction():
+    diffusion = make_ddgan_diffusion(4)
+    torch.manual_seed(0)
+    net = ik.make_kernel_network({**CONFIG, "image_kernel": "gaussian-x0"})
+    torch.nn.init.normal_(net.net.out.weight, std=0.05)
+    x_t = torch.randn(3, 1, 28, 28)
+    t = torch.tensor([3, 1, 0])
+    out = ik.kernel_step(net, "gaussian-x0", diffusion, x_t, t, torch.Generator().manual_seed(5))
+    noise = torch.randn(x_t.shape, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        x0 = net(x_t, t)
+        expected = diffusion.p_sample_from_x0(x0, x_t, t, noise=noise, clip=False)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(out[2], x0[2])  # the last step returns the prediction
+    assert x0.abs().max() < 1  # tanh-bounded
+
+
 def test_gaussian_step_is_ddpms_ancestral_step():
     diffusion = make_ddgan_diffusion(4)
     torch.manual_seed(0)
@@ -138,7 +155,7 @@ def test_the_methods_are_every_loss_no_latent_and_both_kernels():
     assert wgan["ddgan_r1_gamma"] == 0.0  # the critic's gradient penalty replaces R1
     assert ("DDGAN, no latent", {"ddgan_nz": 0}, "ddgan_sweep_point") in methods
     assert [o["image_kernel"] for _, o, n in methods if n == "image_kernel_point"] == [
-        "gaussian", "mixture"]
+        "gaussian", "gaussian-x0", "mixture"]
 
 
 def test_the_kernel_key_holds_its_components_only_for_the_mixture():
