@@ -545,7 +545,7 @@ def image_verdict(aggs: list[dict]) -> str:
              if a is not ns and not intervals_overlap(a, ns, "fid") and a["fid"] > ns["fid"]]
     if worse:
         text += ("These methods score worse than `ns` with intervals that do not overlap "
-                 f"its: {', '.join(worse)}. ")
+                 f"its: {'; '.join(worse)}. ")
     for label in ("Gaussian kernel (noise)", "Gaussian kernel (x0)", "mixture kernel"):
         if label in by_label:
             agg = by_label[label]
