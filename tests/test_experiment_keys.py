@@ -36,6 +36,7 @@ NOT_IN_KEY = {
     "hp_r1_gamma",
     "hp_d_steps",
     "hp_channels",
+    "kernel_study_losses",     # which chapter-6 runs exist; each run's key holds its loss
     "toy_study_seeds",         # which toy runs exist; each run's key holds its seed, mixture
     "toy_study_mixtures",
     "ddgan_loss",              # in a key only when not "ns": a key without it means ns

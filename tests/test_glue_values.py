@@ -31,6 +31,7 @@ SOURCES = sorted((ROOT / "notebooks").glob("0*.py"))
 # Glue names (``*`` stands for an f-string field of the name) whose value is text built from
 # numbers on purpose, each with the reason it stays text.
 TEXT_GLUES = {
+    "ddpm_model_file": "a file path, shown to the reader for the sample command",
     "vp_betas": "a list of the VP schedule's betas, joined by commas for the prose",
     "ddpm_channels": "the UNet's channel widths as one 'a/b/c' label",
     "fid_*_*_text": "the prose's FID at K = 10/100/1000, or a sentence saying that K is not in "
