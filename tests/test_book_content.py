@@ -109,14 +109,15 @@ def test_first_markdown_cell_holds_the_rerun_box(source):
 
 
 def test_rerun_box_says_where_the_numbers_were_computed():
-    """The DDPM chapter's model and grid were computed on a GPU: its box says so from the
-    manifests (the device of every entry), and says what a CPU would cost."""
+    """The DDPM chapter's model and grid were computed on a GPU, its solver grid on a CPU: its
+    box says so from the manifests (the device of every entry), and says what a CPU would
+    cost."""
     ddpm = _first_markdown(ROOT / "notebooks" / "03_ddpm.py")
-    for name in ("ddpm_where", "ddpm_device", "fig1_device", "fig1_cpu_hours"):
+    for name in ("ddpm_where", "ddpm_device", "fig1_device", "fig1_cpu_hours", "solver_device"):
         assert f"{{glue:text}}`{name}" in ddpm, name
     source = (ROOT / "notebooks" / "03_ddpm.py").read_text()
     assert 'glue("ddpm_where", everything["where"]' in source
-    assert "cost([model_result, *points])" in source
+    assert "cost([model_result, *points, *solver_points])" in source  # the solver grid too
     gan = _first_markdown(ROOT / "notebooks" / "04_ddgan.py")
     assert "{glue:text}`gan_where`" in gan and "{glue:text}`pair_device`" in gan
 
