@@ -8,6 +8,8 @@ and ``python -m ddgan_core reproduce`` produce the same entries.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -254,6 +256,16 @@ def check_deadline(what: str) -> None:
         raise DeadlineReached(f"time budget spent before {what}")
 
 
+@functools.lru_cache(maxsize=4)
+def _classes_floor(n: int, device: str) -> dict:
+    """The class histogram of the first ``n`` test images (the floor of every entry scored with
+    ``classes``): computed once per process, n and device. Callers get a copy."""
+    from .data import load_fashion_mnist
+    from .metrics.classes import class_histogram
+
+    return class_histogram(load_fashion_mnist("test")[0][:n], torch.device(device))
+
+
 def _evaluate_sampler(sample, n: int, device: torch.device, workdir: Path | None,
                       classes: bool = False, **evaluate: Any) -> dict:
     """Sample ``n`` images with ``sample(n) -> (images, nfe)``, time it, and run every metric
@@ -272,11 +284,10 @@ def _evaluate_sampler(sample, n: int, device: torch.device, workdir: Path | None
     metrics = evaluate_samples(images, device=device, **evaluate)
     metrics.pop("timings_s", None)
     if classes:
-        from .data import load_fashion_mnist
         from .metrics.classes import class_histogram
 
         metrics["classes"] = class_histogram(images, device)
-        metrics["classes_floor"] = class_histogram(load_fashion_mnist("test")[0][:n], device)
+        metrics["classes_floor"] = copy.deepcopy(_classes_floor(n, str(device)))
     metrics.update(nfe=nfe, sampling_seconds=seconds, seconds_per_image=seconds / n)
     return metrics
 
