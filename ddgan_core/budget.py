@@ -85,6 +85,8 @@ def calibrate_steps(
 
 def images_per_step(config: dict[str, Any], steps_key: str) -> int:
     """Real images one training step consumes (DDGAN: a batch per discriminator update)."""
+    if steps_key.startswith("distill_"):
+        return int(config["distill_batch_size"])
     if steps_key.startswith("ddgan_"):
         return int(config["ddgan_batch_size"]) * int(config["ddgan_d_steps"])
     return int(config["ddpm_batch_size"])

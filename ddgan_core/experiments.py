@@ -45,6 +45,9 @@ VERSIONS = {
     "hyperparameter_speed": 1,
     "image_kernel_point": 1,
     "kernel_speed": 1,
+    "distilled_student": 1,
+    "frontier_point": 1,
+    "frontier_speed": 1,
 }
 #: Profile keys that never enter a key: how often state is saved or logged.
 CADENCE_KEYS = ("ddpm_checkpoint_every", *ddgan.CADENCE_KEYS)
@@ -1013,6 +1016,227 @@ def speed_comparison(profile: dict[str, Any], cache: ResultCache | None = None) 
     return cache.load_or_run("speed_comparison", config, compute, device=device)
 
 
+
+def distilled_student(profile: dict[str, Any], cache: ResultCache | None = None) -> Result:
+    """Chapter 4's DDPM of the equal-compute pair (:func:`ddpm_budget_model`) distilled by
+    progressive distillation (:mod:`~ddgan_core.distillation`) into students of
+    ``distill_start_steps``, ..., 2, 1 steps, for ``budget_minutes`` with ``budget_threads``
+    threads (the budget of each model of the pair; 0: for ``distill_train_steps``). Keeps every
+    round's student (``student_k{N}.safetensors``)."""
+    from . import distillation
+
+    cache = cache or ResultCache()
+    teacher = ddpm_budget_model(profile, cache)
+    settings = {"teacher_key": teacher.key, "seed": profile["seed"],
+                **{k: profile[k] for k in DISTILL_KEYS}}
+    settings = _budget_settings(profile, "distill_train_steps", settings)
+    settings.pop("distill_ema_decay", None)  # the students keep no EMA
+    config = _keyed("distilled_student", profile, **settings)
+    distillation.distill_rounds(config["distill_start_steps"])  # a bad value fails here
+
+    def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
+        device = pick_device()
+        teacher_file = find_model_file(teacher.path, "ddpm")
+
+        def train(run: dict[str, Any], where: Path, **kwargs: Any) -> dict[str, Any]:
+            kwargs.pop("progress", None)
+            return distillation.train_distillation(run, teacher_file, where, device, **kwargs)
+
+        with num_threads(int(config.get("budget_threads", 0))):
+            run, plan = _budget_plan(train, config, "distill_train_steps", workdir)
+            metrics = train(run, workdir, checkpoint_every=profile["ddpm_checkpoint_every"])
+        if not metrics["finished"]:
+            raise TrainingPaused(f"distillation stopped at step {metrics['train_steps']}; "
+                                 "asking for this entry again resumes it")
+        student, diffusion, steps = distillation.load_student(
+            workdir / distillation.student_file(1), device)
+        images, _ = distillation.distill_sample(student, diffusion, 64, steps,
+                                                seed=config["seed"], device=device)
+        save_grid(images, workdir / "samples.png", nrow=8)
+        (workdir / BUDGET_FILE).unlink(missing_ok=True)
+        return {**metrics, "budget": plan, "teacher_train_seconds":
+                teacher.metrics.get("train_seconds")}
+
+    return cache.load_or_run("distilled_student", config, compute)
+
+
+#: The profile keys of a distillation run (with the teacher's key and the seed: its cache key).
+DISTILL_KEYS = ("distill_start_steps", "distill_train_steps", "distill_batch_size",
+                "distill_lr")
+
+#: The methods of a :func:`frontier_point`: the DDPM of the equal-compute pair with a sampler of
+#: ``frontier_ddpm``, its distilled students, and the DDGAN of the pair.
+FRONTIER_METHODS = ("ddpm", "student", "ddgan")
+
+
+def frontier_point(profile: dict[str, Any], method: str, sampler: str = "", steps: int = 0,
+                   spacing: str = "trailing", cache: ResultCache | None = None) -> Result:
+    """One point of chapter 7's frontier: ``sweep_samples`` images (the n of the
+    hyper-parameter and kernel points drawn beside it) of a model of the equal-compute pair,
+    every metric with its bootstrap interval and the class histogram, as a sweep point.
+
+    ``method``: "ddpm" (:func:`ddpm_budget_model` with ``sampler``, ``spacing`` and ``steps``:
+    a sampler of :func:`~ddgan_core.ddpm.ddpm_sample` or :data:`~ddgan_core.solvers.SOLVERS`),
+    "student" (the :func:`distilled_student` of ``steps`` steps) or "ddgan"
+    (:func:`ddgan_model`, its ``ddgan_timesteps`` steps)."""
+    from . import ddpm, solvers
+    from .metrics.features import CHECKPOINT_SHA256
+
+    if method not in FRONTIER_METHODS:
+        raise ValueError(f"method={method!r} is unknown; valid: {list(FRONTIER_METHODS)}")
+    cache = cache or ResultCache()
+    if method == "ddpm":
+        if sampler not in (*ddpm.SAMPLERS, *solvers.SOLVERS) or spacing not in ddpm.SPACINGS:
+            raise ValueError(f"sampler={sampler!r}, spacing={spacing!r}: allowed samplers "
+                             f"{[*ddpm.SAMPLERS, *solvers.SOLVERS]}, spacings "
+                             f"{list(ddpm.SPACINGS)}")
+        model = ddpm_budget_model(profile, cache)
+    elif method == "student":
+        from .distillation import distill_rounds
+
+        if int(steps) not in distill_rounds(profile["distill_start_steps"]):
+            raise ValueError(f"steps={steps}: the students have "
+                             f"{distill_rounds(profile['distill_start_steps'])} steps")
+        model, sampler, spacing = distilled_student(profile, cache), "student", "grid"
+    else:
+        model, sampler, spacing = ddgan_model(profile, cache), "ddgan", "chain"
+        steps = int(profile["ddgan_timesteps"])
+    config = _keyed(
+        "frontier_point", profile, model_key=model.key, method=method, sampler=sampler,
+        spacing=spacing, steps=int(steps), n=profile["sweep_samples"], seed=profile["seed"],
+        eval_batch_size=profile["eval_batch_size"], bootstrap=profile["bootstrap_replicates"],
+        extractor=CHECKPOINT_SHA256)
+
+    def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
+        device = pick_device()
+        seed, batch, k = config["seed"] + 3, config["eval_batch_size"], config["steps"]
+        if method == "ddgan":
+            generator = ddgan.load_generator(find_model_file(model.path, "ddgan"), device)
+            diffusion = ddgan.make_ddgan_diffusion(profile["ddgan_timesteps"])
+            sample = _ddgan_sampler(generator, diffusion, profile, device, seed)
+        elif method == "student":
+            from .distillation import distill_sample, load_student, student_file
+
+            net, diffusion, _ = load_student(model.path / student_file(k), device)
+
+            def sample(n: int):
+                return distill_sample(net, diffusion, n, k, seed=seed, batch_size=batch,
+                                      device=device)
+        else:
+            net, diffusion = ddpm.load_model(find_model_file(model.path, "ddpm"), device)
+            if sampler in solvers.SOLVERS:
+                def sample(n: int):
+                    return solvers.solver_sample(net, diffusion, n, k, sampler, spacing,
+                                                 seed=seed, batch_size=batch, device=device)
+            else:
+                def sample(n: int):
+                    return ddpm.ddpm_sample(net, diffusion, n, k, sampler, 0.0, seed=seed,
+                                            batch_size=batch, device=device, spacing=spacing,
+                                            progress=False)
+        return _evaluate_sampler(sample, config["n"], device, workdir, classes=True,
+                                 bootstrap=config["bootstrap"])
+
+    return cache.load_or_run("frontier_point", config, compute)
+
+
+def frontier(profile: dict[str, Any], cache: ResultCache | None = None,
+             methods: tuple[str, ...] = FRONTIER_METHODS) -> list[Result]:
+    """Every :func:`frontier_point` of the equal-compute pair: the DDGAN, each student, and
+    each (sampler, spacing, K) of ``frontier_ddpm``, cheapest first within each method."""
+    from .distillation import distill_rounds
+
+    cache = cache or ResultCache()
+    points: list[tuple[str, str, int, str]] = []
+    if "ddgan" in methods:
+        points.append(("ddgan", "", 0, "trailing"))
+    if "student" in methods:
+        points += [("student", "", k, "trailing")
+                   for k in sorted(distill_rounds(profile["distill_start_steps"]))]
+    if "ddpm" in methods:
+        points += [("ddpm", s, int(k), sp)
+                   for s, sp, k in sorted(profile["frontier_ddpm"], key=lambda p: int(p[2]))]
+    results = []
+    for method, sampler, k, spacing in progress_bar(points, desc="frontier", unit="point"):
+        check_deadline(f"frontier_point {method} {sampler} K={k}")
+        results.append(frontier_point(profile, method, sampler, k, spacing, cache))
+    return results
+
+
+def frontier_speed(profile: dict[str, Any], cache: ResultCache | None = None) -> Result:
+    """Seconds per image of every sampler on chapter 7's frontier, timed in one run on one
+    device with chapter 4's harness (warm-up, median of repeats, batch 16 on a CPU, 64 on a
+    GPU) and the runs' ``budget_threads`` threads: the DDPM UNet with each (sampler, spacing,
+    K) of ``frontier_ddpm``, a student with each of its step counts, DDGAN's generator at each
+    T of ``hp_timesteps`` and the mixture kernel's network. Time does not depend on the
+    weights, so every network is freshly initialised."""
+    from . import ddpm, image_kernels, solvers
+    from .distillation import distill_rounds, distill_sample
+    from .metrics.speed import measure_speed
+    from .profiles import apply_overrides
+
+    device = pick_device()
+    batch = 64 if device.type == "cuda" else 16
+    threads = int(profile["budget_threads"])
+    unet = {k: profile[k] for k in ddpm.MODEL_KEYS + ddpm.DIFFUSION_KEYS}
+    gan = ddgan.training_config(profile, without=("seed", "ddgan_train_steps"))
+    config = _keyed("frontier_speed", profile, unet=unet, generator=gan,
+                    ddpm_points=sorted(list(p) for p in profile["frontier_ddpm"]),
+                    student_steps=distill_rounds(profile["distill_start_steps"]),
+                    ddgan_timesteps=sorted(int(t) for t in profile["hp_timesteps"]),
+                    kernel_components=profile["image_kernel_components"],
+                    batch=batch, device=device.type, threads=threads)
+
+    def time_sampler(sample: Callable[[int], torch.Tensor], nfe: int) -> dict[str, Any]:
+        return measure_speed(sample, batch, batch, nfe, device, warmup=1,
+                             repeats=5 if nfe <= 10 else 3, progress=False)
+
+    def rows() -> list[dict[str, Any]]:
+        out = []
+        torch.manual_seed(0)
+        net = ddpm.make_model(unet).to(device).eval()
+        diffusion = ddpm.make_diffusion(unet)
+        for sampler, spacing, k in config["ddpm_points"]:
+            if sampler in solvers.SOLVERS:
+                def sample(b: int, s=sampler, sp=spacing, k=k):
+                    return solvers.solver_sample(net, diffusion, b, k, s, sp, batch_size=b,
+                                                 device=device)[0]
+            else:
+                def sample(b: int, s=sampler, sp=spacing, k=k):
+                    return ddpm.ddpm_sample(net, diffusion, b, k, s, batch_size=b,
+                                            device=device, spacing=sp, progress=False)[0]
+            out.append({"method": "ddpm", "sampler": sampler, "spacing": spacing, "steps": k,
+                        **time_sampler(sample, k)})
+        for k in config["student_steps"]:
+            out.append({"method": "student", "sampler": "student", "spacing": "grid",
+                        "steps": k, **time_sampler(
+                            lambda b, k=k: distill_sample(net, diffusion, b, k, batch_size=b,
+                                                          device=device)[0], k)})
+        for T in config["ddgan_timesteps"]:
+            arch = apply_overrides(dict(profile), {"ddgan_timesteps": T})
+            generator = ddgan.make_generator(arch).to(device).eval()
+            chain = ddgan.make_ddgan_diffusion(T)
+            out.append({"method": "ddgan", "sampler": "ddgan", "spacing": "chain", "steps": T,
+                        **time_sampler(lambda b, g=generator, c=chain, nz=arch["ddgan_nz"]:
+                                       ddgan.ddgan_sample(g, c, b, nz, batch_size=b, device=device,
+                            progress=False)[0], T)})
+        arch = apply_overrides(dict(profile), {"image_kernel": "mixture"})
+        kernel_net = image_kernels.make_kernel_network(arch).to(device).eval()
+        chain = ddgan.make_ddgan_diffusion(arch["ddgan_timesteps"])
+        out.append({"method": "mixture", "sampler": "mixture", "spacing": "chain",
+                    "steps": int(arch["ddgan_timesteps"]), **time_sampler(
+                        lambda b: image_kernels.kernel_sample(
+                            kernel_net, "mixture", chain, b, batch_size=b, device=device)[0],
+                        int(arch["ddgan_timesteps"]))})
+        return out
+
+    def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
+        with num_threads(threads):
+            return {"rows": rows(), "threads": torch.get_num_threads()}
+
+    return (cache or ResultCache()).load_or_run("frontier_speed", config, compute,
+                                                device=device)
+
+
 def _read_progress(path: Path) -> list[dict[str, Any]]:
     """The progress evaluations an interrupted DDGAN run has made so far ([] when none)."""
     if not path.exists():
@@ -1046,6 +1270,9 @@ EXPERIMENTS: dict[str, Callable[[dict[str, Any], ResultCache | None], Any]] = {
     "toy_kernel_study": toy_kernel_study,
     "kernel_image_study": kernel_image_study,
     "kernel_speed": kernel_speed,
+    "distilled_student": distilled_student,
+    "frontier": frontier,
+    "frontier_speed": frontier_speed,
 }
 
 

@@ -106,6 +106,15 @@ _BASE: dict[str, Any] = {
     "image_kernel": "gaussian",        # a kernel without adversary: gaussian (DDPM's: noise
                                        # prediction), gaussian-x0 (x_0 prediction) or mixture
     "image_kernel_components": 10,     # K of the mixture kernel
+    # the speed-quality frontier (chapter 7): the equal-compute pair's DDPM with these samplers
+    # ([sampler, spacing, K]), its distilled students and its DDGAN, n = sweep_samples
+    "frontier_ddpm": [[s, "trailing", k] for s in ("ddim", "dpmsolver++3m")
+                      for k in (1, 2, 4, 8, 10, 20, 50)] + [["ancestral", "linspace", 100]],
+    # progressive distillation of that DDPM (ddgan_core.distillation), budget_minutes if set
+    "distill_start_steps": 16,      # steps of the first student (a power of two), halved to 1
+    "distill_train_steps": 8_000,   # steps over all rounds when budget_minutes = 0
+    "distill_batch_size": 128,
+    "distill_lr": 1e-4,             # Adam, decayed linearly to 0 in each round
 }
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -163,6 +172,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         "toy_study_mixtures": ["8gaussians"],
         "kernel_study_losses": ["ns", "wgan-gp"],
         "image_kernel_components": 3,
+        "frontier_ddpm": [["ddim", "trailing", 1], ["dpmsolver++", "trailing", 2]],
+        "distill_start_steps": 2,
+        "distill_train_steps": 4,
+        "distill_batch_size": 4,
     },
     "cpu": {
         **_BASE,
@@ -199,6 +212,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         # half, equal and double the DDPM UNet's width (double: about 16 min per run)
         "hp_channels": [[16, 32, 32], [32, 64, 64], [64, 128, 128]],
         "toy_study_steps": 1_000,
+        "distill_start_steps": 8,       # 4 rounds (8, 4, 2, 1 steps) in the 45-minute budget
+        "distill_batch_size": 32,       # about 1,900 steps: ~475 per round
+        "distill_lr": 2e-4,
     },
     "full": {
         **_BASE,
