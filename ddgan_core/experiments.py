@@ -1167,8 +1167,8 @@ def frontier_speed(profile: dict[str, Any], cache: ResultCache | None = None) ->
     device with chapter 4's harness (warm-up, median of repeats, batch 16 on a CPU, 64 on a
     GPU) and the runs' ``budget_threads`` threads: the DDPM UNet with each (sampler, spacing,
     K) of ``frontier_ddpm``, a student with each of its step counts, DDGAN's generator at each
-    T of ``hp_timesteps`` and the mixture kernel's network. Time does not depend on the
-    weights, so every network is freshly initialised."""
+    T of ``hp_timesteps`` and at ``ddgan_timesteps``, and the mixture kernel's network. Time
+    does not depend on the weights, so every network is freshly initialised."""
     from . import ddpm, image_kernels, solvers
     from .distillation import distill_rounds, distill_sample
     from .metrics.speed import measure_speed
@@ -1182,7 +1182,8 @@ def frontier_speed(profile: dict[str, Any], cache: ResultCache | None = None) ->
     config = _keyed("frontier_speed", profile, unet=unet, generator=gan,
                     ddpm_points=sorted(list(p) for p in profile["frontier_ddpm"]),
                     student_steps=distill_rounds(profile["distill_start_steps"]),
-                    ddgan_timesteps=sorted(int(t) for t in profile["hp_timesteps"]),
+                    ddgan_timesteps=sorted({int(t) for t in profile["hp_timesteps"]}
+                                           | {int(profile["ddgan_timesteps"])}),
                     kernel_components=profile["image_kernel_components"],
                     batch=batch, device=device.type, threads=threads)
 
@@ -1217,8 +1218,9 @@ def frontier_speed(profile: dict[str, Any], cache: ResultCache | None = None) ->
             chain = ddgan.make_ddgan_diffusion(T)
             out.append({"method": "ddgan", "sampler": "ddgan", "spacing": "chain", "steps": T,
                         **time_sampler(lambda b, g=generator, c=chain, nz=arch["ddgan_nz"]:
-                                       ddgan.ddgan_sample(g, c, b, nz, batch_size=b, device=device,
-                            progress=False)[0], T)})
+                                       ddgan.ddgan_sample(g, c, b, nz, batch_size=b,
+                                                          device=device, progress=False)[0],
+                                       T)})
         arch = apply_overrides(dict(profile), {"image_kernel": "mixture"})
         kernel_net = image_kernels.make_kernel_network(arch).to(device).eval()
         chain = ddgan.make_ddgan_diffusion(arch["ddgan_timesteps"])

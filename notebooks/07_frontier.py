@@ -1,0 +1,382 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # The speed-quality frontier
+#
+# ````{admonition} Rerun this chapter
+# :class: tip
+#
+# This page shows the {glue:text}`chapter_profile` profile. Every point is one cached
+# `frontier_point` (or a sweep point of chapters 5 and 6); the students are one
+# `distilled_student` entry and the timing one `frontier_speed` run. Missing entries are
+# computed when the page is executed:
+#
+# ```bash
+# python -m ddgan_core book --profile cpu --only 07_frontier
+# python -m ddgan_core reproduce --profile cpu --only distilled_student \
+#     --only frontier --only frontier_speed
+# papermill notebooks/07_frontier.ipynb out.ipynb -p profile cpu -p distill_start_steps 4
+# python -m ddgan_core sweep notebooks/07_frontier -p distill_lr 0.0001 0.0002 --profile cpu
+# ```
+#
+# **Cost.** The {glue:text}`fr_points` points and the timing run were
+# {glue:text}`fr_source`, computed {glue:text}`fr_where` in {glue:text}`fr_eval_min:.0f`
+# minutes; the distillation trained for {glue:text}`fr_student_min:.0f` minutes on top of the
+# teacher's {glue:text}`fr_teacher_min:.0f`. Executing this page took
+# {glue:text}`chapter_seconds:.0f` s on {glue:text}`chapter_device`.
+# ````
+#
+# The book's question is a trade-off: how good can the samples be for a given number of network
+# evaluations, or milliseconds, per image? The earlier chapters answer it one method at a time.
+# This chapter puts every method on one plot, scored the same way on the same number of images
+# and timed in one run on one device, and marks the front: the methods that nothing else beats
+# on both speed and quality. Besides DDGAN and the training-free solvers of chapter 3 it adds
+# the other way to make a diffusion model fast, distillation, so that DDGAN is measured
+# against what a practitioner would choose instead of it today.
+
+# %% tags=["hide-cell"]
+# Opened on Colab or Binder, where this project is not installed: install it and the data first.
+import importlib.util
+import os
+import subprocess
+import sys
+
+if importlib.util.find_spec("ddgan_core") is None and (
+    "google.colab" in sys.modules or "BINDER_SERVICE_HOST" in os.environ
+):
+    repository = "git+https://github.com/ddgan-executable-paper/ddgan-book"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"ddgan-core[book] @ {repository}"],
+                   check=True)
+    subprocess.run([sys.executable, "-m", "ddgan_core", "data", "--download"], check=True)
+
+# %% tags=["parameters", "hide-input"]
+profile = "cpu"
+distill_start_steps = None    # steps of the first student (a power of two)
+distill_lr = None
+distill_batch_size = None
+sweep_samples = None          # images per point (the sweep points' n)
+
+# %% tags=["hide-cell"]
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+from IPython.display import Markdown, display
+from myst_nb import glue
+from PIL import Image
+
+from ddgan_core.cache import ResultCache
+from ddgan_core.distillation import distill_rounds
+from ddgan_core.frontier import GROUPS, best_within, frontier_rows, pareto_front
+from ddgan_core.plotting import cost, figure_png, machine_label, use_book_style
+from ddgan_core.profiles import get_profile, overrides_from
+from ddgan_core.sweep import intervals_overlap
+
+chapter_start = time.perf_counter()
+cfg = get_profile(profile, **overrides_from(globals()))  # every profile key papermill passed
+use_book_style()
+glue("chapter_profile", cfg["profile"], display=False)
+rows, context = frontier_rows(cfg, ResultCache())  # every point and the timing run; cached
+equal = [row for row in rows if row["group"] == GROUPS[0]]
+student = context["student"]
+budget = context["ddpm"].config.get("budget_minutes")
+glue("fr_n", int(cfg["sweep_samples"]), display=False)
+glue("fr_budget", f"{budget:.0f} minutes" if budget else "the profile's step counts",
+     display=False)
+glue("fr_teacher_min", float(context["ddpm"].metrics["train_seconds"] / 60), display=False)
+glue("fr_student_min", float(student.metrics["wall_time_s"] / 60), display=False)
+glue("fr_gan_min", float(context["ddgan"].metrics["train"]["wall_time_s"] / 60),
+     display=False)
+glue("fr_rounds", ", ".join(str(k) for k in distill_rounds(cfg["distill_start_steps"])),
+     display=False)
+glue("fr_start", int(cfg["distill_start_steps"]), display=False)
+glue("fr_teacher_steps", 2 * int(cfg["distill_start_steps"]), display=False)
+glue("fr_distill_steps", int(student.metrics["train_steps"]), display=False)
+glue("fr_round_steps", int(min(student.metrics["round_steps"])), display=False)
+glue("fr_distill_batch", int(cfg["distill_batch_size"]), display=False)
+glue("fr_distill_lr", float(cfg["distill_lr"]), display=False)
+glue("fr_sweep_steps", int(cfg["sweep_steps"]), display=False)
+glue("fr_seeds", len(cfg["hp_seeds"]), display=False)
+glue("fr_speed_threads", int(context["speed"].metrics["threads"]), display=False)
+glue("fr_speed_batch", int(context["speed"].config["batch"]), display=False)
+
+# %% [markdown]
+# ## The methods
+#
+# Two groups of models share the plot.
+#
+# **Equal compute.** Chapter 4's pair: a DDPM and a DDGAN of the same UNet width, each trained
+# for {glue:text}`fr_budget` on this device with one thread, side by side
+# (the DDPM for {glue:text}`fr_teacher_min:.0f` minutes of training time, the DDGAN for
+# {glue:text}`fr_gan_min:.0f`). The DDPM is sampled by three samplers:
+#
+# - DDIM with "trailing" spacing (chapter 3 showed it beats the book's linspace spacing at
+#   small $K$);
+# - DPM-Solver++(3M), the best of chapter 3's solvers at most $K$;
+# - the ancestral sampler at $K$ = 100, chapter 4's reference.
+#
+# DDGAN samples with its own chain.
+#
+# The third member of the group is a **distilled student** of that DDPM, described in the next
+# section. Its training time adds to its teacher's.
+#
+# **Sweep budget.** Chapter 5's DDGAN at each $T$ and chapter 6's mixture kernel (its best
+# kernel without a discriminator) were trained for only {glue:text}`fr_sweep_steps` steps, so
+# they are drawn hollow, with the mean and the union of the intervals of
+# {glue:text}`fr_seeds` seeds. They show how $T$ moves a model along the cost axis; they are
+# not equals of the first group.
+#
+# Every point is scored on {glue:text}`fr_n:,d` samples, the sweep points' $n$, with 95%
+# bootstrap intervals over the samples. Milliseconds per image come from one run of one
+# harness on freshly initialised networks (time does not depend on the weights):
+# {glue:text}`fr_speed_threads` thread, batch {glue:text}`fr_speed_batch`, a warm-up batch,
+# then the median of repeats.
+#
+# ## Progressive distillation
+#
+# Progressive distillation {cite}`salimans2022progressive` turns a sampler of $2N$ DDIM steps
+# into a network that takes $N$, then repeats. A student step is trained to land where two
+# teacher steps land, so each round is a regression with a fixed target, with no adversary and
+# no second network. Every round's student is itself a sampler, so rounds of
+# {glue:text}`fr_rounds` steps give the frontier a point at each power of two. Consistency
+# distillation {cite}`song2023consistency` reaches one step too. It was not chosen here because
+# it needs an EMA target network and many more updates than this CPU budget holds.
+#
+# With $\alpha_t = \sqrt{\bar\alpha_t}$, $\sigma_t = \sqrt{1 - \bar\alpha_t}$ and the DDIM step
+# $z_s = \alpha_s \hat x(z_t) + \sigma_s \hat\varepsilon(z_t)$, the student at grid time $t$
+# regresses onto
+#
+# $$
+# \tilde x = \frac{z'' - (\sigma''/\sigma_t)\, z_t}{\alpha'' - (\sigma''/\sigma_t)\,\alpha_t},
+# $$
+#
+# the image for which one DDIM step from $z_t$ reaches $z''$, the point two teacher steps
+# reach. The loss is $\max(\alpha_t^2/\sigma_t^2, 1)\,\lVert \tilde x - \hat x \rVert^2$.
+#
+# The book's DDPM predicts the noise, and its $\hat x = (z_t - \sigma_t \hat\varepsilon) /
+# \alpha_t$ multiplies the network's error by $\sigma_t / \alpha_t$, about 160 at $t = T$. A
+# one-step student cannot work that way; chapter 6 met the same effect. So the student predicts
+# $v = \alpha_t \varepsilon - \sigma_t x$, from which $\hat x = \alpha_t z_t - \sigma_t v$ is
+# well conditioned at every $t$ {cite}`salimans2022progressive`. It starts from the teacher's
+# weights.
+#
+# The first teacher is the DDPM with {glue:text}`fr_teacher_steps` DDIM steps. There are
+# {glue:text}`fr_distill_steps:,d` steps in all (at least {glue:text}`fr_round_steps:,d` per
+# round), with batch {glue:text}`fr_distill_batch`, and Adam at {glue:text}`fr_distill_lr:g`
+# decayed linearly to zero in each round. That is far fewer updates than the paper's, but
+# within the pair's budget. The code is `ddgan_core.distillation`.
+
+# %% tags=["hide-input"]
+def interval(row: dict, name: str, fmt: str) -> str:
+    """A value with its 95% interval under it."""
+    text = format(row[name], fmt)
+    if row.get(f"{name}_lo") is not None:
+        text += f"<br>[{format(row[name + '_lo'], fmt)}, {format(row[name + '_hi'], fmt)}]"
+    return text
+
+
+by_label = {row["label"]: row for row in rows}
+history = student.metrics["history"]
+lines = ["| student steps | training steps | last logged loss | FID | recall "
+         "| DDIM (trailing) FID at the same K | classes |", "|---:|" + "---:|" * 6]
+for k, steps in zip(student.metrics["rounds"], student.metrics["round_steps"]):
+    row = by_label[f"distilled student, K = {k}"]
+    losses = [h["loss"] for h in history if h["student_steps"] == k]
+    ddim = by_label.get(f"DDIM, K = {k}")
+    lines.append(f"| {k} | {steps:,d} | {losses[-1]:.4f} | {interval(row, 'fid', '.1f')} "
+                 f"| {interval(row, 'recall', '.3f')} "
+                 f"| {interval(ddim, 'fid', '.1f') if ddim else '–'} "
+                 f"| {row['classes_covered']} |")
+display(Markdown("\n".join(lines)))
+
+# %% [markdown]
+# Every round of the distillation: the student's training steps, the mean loss of its last
+# logged interval, its FID and recall with 95% bootstrap intervals, the teacher DDPM's DDIM with
+# the same number of steps, and the classes holding at least 2.5% of the samples.
+
+# %% tags=["hide-input"]
+FAMILIES = {  # family: (legend label, colour, marker, filled)
+    "ddpm ddim": ("DDPM, DDIM (trailing)", "C0", "o", True),
+    "ddpm dpmsolver++3m": ("DDPM, DPM-Solver++(3M)", "C1", "s", True),
+    "ddpm ancestral": ("DDPM, ancestral", "C4", "v", True),
+    "student": ("distilled student", "C2", "D", True),
+    "ddgan": ("DDGAN (equal compute)", "C3", "*", True),
+    "ddgan sweep": ("DDGAN, T = 1, 2, 4, 8 (sweep budget)", "C3", "o", False),
+    "mixture": ("mixture kernel (sweep budget)", "C5", "^", False),
+}
+
+
+def plot_panel(ax, metric: str, axis: str, lower_better: bool) -> list[int]:
+    """One panel: every family with its intervals, the front of all points as a step line."""
+    for family, (label, colour, marker, filled) in FAMILIES.items():
+        members = sorted((r for r in rows if r["family"] == family), key=lambda r: r[axis])
+        if not members:
+            continue
+        xs = [r[axis] for r in members]
+        ys = [r[metric] for r in members]
+        err = [[max(r[metric] - r[f"{metric}_lo"], 0) for r in members],
+               [max(r[f"{metric}_hi"] - r[metric], 0) for r in members]]
+        ax.errorbar(xs, ys, yerr=err, color=colour, marker=marker, ms=7 if marker == "*" else 4.5,
+                    mfc=colour if filled else "white", lw=0.8, capsize=2, label=label,
+                    ls="-" if len(members) > 1 else "none", zorder=3)
+    points = [(r[axis], r[metric] if lower_better else -r[metric]) for r in rows]
+    front = pareto_front(points)
+    fx = [rows[i][axis] for i in front]
+    fy = [rows[i][metric] for i in front]
+    ax.step(fx, fy, where="post", color="0.35", lw=1.6, ls="--", zorder=2, label="front")
+    ax.set_xscale("log")
+    ax.grid(alpha=0.3, which="both")
+    return front
+
+
+fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.2), sharey=True)
+front_nfe = plot_panel(axes[0], "fid", "nfe", True)
+front_ms = plot_panel(axes[1], "fid", "ms_per_image", True)
+for ax in axes:
+    ax.axhline(rows[0]["fid_floor"], color="0.4", ls=":", lw=1, label="test images")
+    ax.set_yscale("log")
+axes[0].set_xlabel("network evaluations per image (NFE)")
+axes[1].set_xlabel("milliseconds per image (this CPU, one thread)")
+axes[0].set_ylabel("FID (lower is better)")
+axes[1].legend(fontsize=7, loc="upper right")
+fig.tight_layout()
+plt.close(fig)
+glue("fig_frontier_fid", figure_png(fig), display=False)
+
+fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.8), sharey=True)
+front_recall = plot_panel(axes[0], "recall", "nfe", False)
+plot_panel(axes[1], "recall", "ms_per_image", False)
+axes[0].set_xlabel("network evaluations per image (NFE)")
+axes[1].set_xlabel("milliseconds per image (this CPU, one thread)")
+axes[0].set_ylabel("recall (higher is better)")
+axes[0].legend(fontsize=7, loc="upper left")
+fig.tight_layout()
+plt.close(fig)
+glue("fig_frontier_recall", figure_png(fig), display=False)
+
+# %% [markdown]
+# ## The frontier
+#
+# ```{glue:figure} fig_frontier_fid
+# :name: fig-frontier-fid
+#
+# FID against network evaluations (left) and against milliseconds per image (right) for every
+# method, with 95% bootstrap intervals over {glue:text}`fr_n:,d` samples. Filled markers:
+# models of the equal-compute pair and the distilled students. Hollow markers: models trained
+# for the sweep budget only. Dashed: the front, the points that no other point beats on both
+# axes. Dotted: the FID of as many test images.
+# ```
+#
+# ```{glue:figure} fig_frontier_recall
+# :name: fig-frontier-recall
+#
+# The same for recall, the share of real images that fall inside the generated samples'
+# nearest-neighbour balls: the diversity side of the trade-off.
+# ```
+
+# %% tags=["hide-input"]
+on_nfe_front = {rows[i]["label"] for i in front_nfe}
+lines = ["| method | group | NFE | ms / image | FID | recall | classes | training min "
+         "| on the NFE front |", "|---|---|" + "---:|" * 6 + "---|"]
+for i in front_ms:
+    row = rows[i]
+    classes = (f"{row['classes_min']}" if row["classes_min"] == row["classes_max"]
+               else f"{row['classes_min']}–{row['classes_max']}")
+    lines.append(f"| {row['label']} | {row['group']} | {row['nfe']} "
+                 f"| {row['ms_per_image']:.1f} | {interval(row, 'fid', '.1f')} "
+                 f"| {interval(row, 'recall', '.3f')} | {classes} "
+                 f"| {row['train_minutes']:.0f} "
+                 f"| {'yes' if row['label'] in on_nfe_front else 'no'} |")
+display(Markdown("\n".join(lines)))
+glue("fr_front_size", len(front_ms), display=False)
+glue("fr_total", len(rows), display=False)
+
+# %% [markdown]
+# The front in milliseconds per image: {glue:text}`fr_front_size` of the
+# {glue:text}`fr_total` points, from the fastest to the best, each with its 95% bootstrap
+# interval. For the sweep-budget rows the values are means over seeds, with the union of their
+# intervals. "Training min" is the model's training wall time; a student's includes its
+# teacher's. "Classes" counts the classes holding at least 2.5% of the samples.
+
+# %% tags=["hide-input"]
+def verdict(rows: list[dict], budgets=(1, 4, 10, 100)) -> str:
+    """For each NFE budget, the best FID among the equal-compute points within it, whether
+    its interval separates it from the runner-up of another family, and its cost."""
+    text = []
+    for nfe in budgets:
+        best = best_within(rows, nfe)
+        if best is None:
+            continue
+        others = [r for r in rows if r["nfe"] <= nfe and r["family"] != best["family"]]
+        runner = min(others, key=lambda r: r["fid"], default=None)
+        sentence = (f"**At most {nfe} NFE:** {best['label']}, FID {best['fid']:.1f} "
+                    f"[{best['fid_lo']:.1f}, {best['fid_hi']:.1f}], recall "
+                    f"{best['recall']:.2f}, {best['ms_per_image']:.0f} ms per image")
+        if runner is not None:
+            sentence += (f"; the best of another family is {runner['label']} at "
+                         f"{runner['fid']:.1f}, "
+                         + ("and the intervals do not overlap." if not intervals_overlap(
+                             best, runner, "fid") else "and the intervals overlap."))
+        else:
+            sentence += "."
+        text.append(sentence)
+    return "\n\n".join(text)
+
+
+display(Markdown(verdict(equal)))
+
+# %% [markdown]
+# The best equal-compute sampler for each budget of network evaluations, computed from the
+# table. Training cost is in the front table: the DDPM and the DDGAN each took the pair's
+# budget, and a student took it twice, its teacher's time and its own.
+
+# %% tags=["hide-input"]
+shown = [f"distilled student, K = {k}" for k in student.metrics["rounds"]]
+shown += [row["label"] for row in equal if row["family"] == "ddgan"]
+shown += [f"DPM-Solver++(3M), K = {k}" for k in (4, 10)]
+shown = [label for label in shown if label in by_label]
+cols = 3
+rows_n = -(-len(shown) // cols)
+fig, axes = plt.subplots(rows_n, cols, figsize=(2.6 * cols, 2.85 * rows_n), squeeze=False)
+for ax in axes.ravel():
+    ax.axis("off")
+for ax, label in zip(axes.ravel(), shown):
+    with Image.open(by_label[label]["result"].file("samples.png")) as image:
+        ax.imshow(np.asarray(image.convert("L")), cmap="gray", vmin=0, vmax=255)
+    ax.set_title(label, fontsize=8)
+fig.tight_layout(pad=0.3)
+plt.close(fig)
+glue("fig_frontier_samples", figure_png(fig), display=False)
+
+# %% [markdown]
+# ```{glue:figure} fig_frontier_samples
+# :name: fig-frontier-samples
+#
+# The first 64 samples of each student, of the equal-compute DDGAN and of the teacher DDPM
+# with DPM-Solver++(3M) at 4 and 10 steps.
+# ```
+
+# %% tags=["hide-input"]
+# what this page cost (the box at the top)
+entries = [row["result"] for row in equal] + [context["speed"]]
+spent = cost(entries)
+glue("fr_points", len(equal), display=False)
+glue("fr_source", spent["source"], display=False)
+glue("fr_where", spent["where"], display=False)
+glue("frontier_device", spent["devices"], display=False)
+glue("fr_eval_min", float(spent["seconds"] / 60), display=False)
+glue("chapter_seconds", float(time.perf_counter() - chapter_start), display=False)
+glue("chapter_device", machine_label(), display=False)
