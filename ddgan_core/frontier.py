@@ -58,8 +58,8 @@ def _point_row(result, label: str, group: str) -> dict[str, Any]:
     row: dict[str, Any] = {"label": label, "group": group, "nfe": int(metrics["nfe"]),
                            "seeds": 1, "fid_floor": metrics["fid_floor"],
                            "classes_covered": metrics["classes"]["classes_covered"],
-                           "classes_min": metrics["classes"]["classes_covered"],
-                           "classes_max": metrics["classes"]["classes_covered"],
+                           "classes_covered_min": metrics["classes"]["classes_covered"],
+                           "classes_covered_max": metrics["classes"]["classes_covered"],
                            "n": int(metrics["n_samples"]), "result": result}
     for name in _METRICS:
         interval = metrics.get("uncertainty", {}).get(name, {})
@@ -78,8 +78,8 @@ def _seed_rows(results: list, label: str, nfe: int) -> dict[str, Any]:
     (agg,) = aggregate_seeds(rows, "label")
     out = {"label": label, "group": GROUPS[1], "nfe": nfe, "seeds": len(results),
            "fid_floor": agg["fid_floor"], "classes_covered": agg["classes_covered"],
-           "classes_min": int(agg["classes_covered_min"]),
-           "classes_max": int(agg["classes_covered_max"]),
+           "classes_covered_min": int(agg["classes_covered_min"]),
+           "classes_covered_max": int(agg["classes_covered_max"]),
            "n": int(results[0].config["n"]), "train_minutes": agg["train_minutes"],
            "results": results}
     for name in _METRICS:

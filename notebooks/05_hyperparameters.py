@@ -113,6 +113,7 @@ from ddgan_core.experiments import (
 from ddgan_core.plotting import cost, device_label, figure_png, machine_label, use_book_style
 from ddgan_core.profiles import get_profile, overrides_from
 from ddgan_core.sweep import aggregate_seeds, experiment_rows, intervals_overlap
+from ddgan_core.tables import interval_cell, range_cell
 
 chapter_start = time.perf_counter()
 cfg = get_profile(profile, **overrides_from(globals()))  # every profile key papermill passed
@@ -244,19 +245,6 @@ def factor_rows(key: str, values_key: str) -> list[dict]:
     return aggs
 
 
-def interval_cell(agg: dict, name: str, fmt: str, scale: float = 1.0) -> str:
-    text = format(agg[name] * scale, fmt)
-    if f"{name}_lo" in agg:
-        text += f"<br>[{format(agg[name + '_lo'] * scale, fmt)}, " \
-                f"{format(agg[name + '_hi'] * scale, fmt)}]"
-    return text
-
-
-def classes_cell(agg: dict) -> str:
-    low, high = int(agg["classes_covered_min"]), int(agg["classes_covered_max"])
-    return f"{low}" if low == high else f"{low}–{high}"
-
-
 def parameters_text(key: str, value) -> str:
     """`` (2.04 M)``: the generator's parameters, for the factors that change them."""
     row = SPEED.get((key, json.dumps(value)))
@@ -274,7 +262,7 @@ def factor_table(key: str, aggs: list[dict]) -> str:
             f"| {value_label(key, agg[key])}{parameters_text(key, agg[key])}{centre_mark} "
             f"| {interval_cell(agg, 'fid', '.1f')} "
             f"| {interval_cell(agg, 'recall', '.3f')} | {agg['coverage']:.3f} "
-            f"| {classes_cell(agg)} | {agg['kl_to_uniform']:.3f} "
+            f"| {range_cell(agg, 'classes_covered')} | {agg['kl_to_uniform']:.3f} "
             f"| {agg['ms_per_image']:.1f} | {agg['s_per_step']:.2f} "
             f"| {agg['gap_median']:.2f} |")
     return "\n".join(lines)

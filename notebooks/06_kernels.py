@@ -95,6 +95,7 @@ from ddgan_core.experiments import (
 from ddgan_core.plotting import cost, figure_png, machine_label, use_book_style
 from ddgan_core.profiles import get_profile, overrides_from
 from ddgan_core.sweep import aggregate_seeds, intervals_overlap
+from ddgan_core.tables import interval_cell, range_cell
 from ddgan_core.toy_kernels import TOY_METHODS, TOY_SETTINGS
 
 chapter_start = time.perf_counter()
@@ -424,28 +425,15 @@ glue("img_finished", int(sum(row["finished"] for row in image_rows)), display=Fa
 glue("img_total", len(image_rows), display=False)
 
 
-def cell(agg: dict, name: str, fmt: str, scale: float = 1.0) -> str:
-    text = format(agg[name] * scale, fmt)
-    if f"{name}_lo" in agg:
-        text += (f"<br>[{format(agg[name + '_lo'] * scale, fmt)}, "
-                 f"{format(agg[name + '_hi'] * scale, fmt)}]")
-    return text
-
-
-def span(agg: dict, name: str) -> str:
-    low, high = int(agg[f"{name}_min"]), int(agg[f"{name}_max"])
-    return f"{low}" if low == high else f"{low}–{high}"
-
-
 def image_table(aggs: list[dict]) -> str:
     """Quality and diversity: mean over seeds with the union of the seeds' intervals."""
     lines = ["| method | FID | KID ×10³ | precision | recall | coverage | classes | class KL |",
              "|---|" + "---:|" * 7]
     for agg in aggs:
         lines.append(
-            f"| {agg['method']} | {cell(agg, 'fid', '.1f')} | {cell(agg, 'kid', '.1f', 1e3)} "
-            f"| {cell(agg, 'precision', '.3f')} | {cell(agg, 'recall', '.3f')} "
-            f"| {cell(agg, 'coverage', '.3f')} | {span(agg, 'classes_covered')} "
+            f"| {agg['method']} | {interval_cell(agg, 'fid', '.1f')} | {interval_cell(agg, 'kid', '.1f', 1e3)} "
+            f"| {interval_cell(agg, 'precision', '.3f')} | {interval_cell(agg, 'recall', '.3f')} "
+            f"| {interval_cell(agg, 'coverage', '.3f')} | {range_cell(agg, 'classes_covered')} "
             f"| {agg['kl_to_uniform']:.3f} |")
     floor = aggs[0]
     lines.append(f"| test images | {floor['fid_floor']:.1f} | | | | | 10 "
@@ -549,9 +537,9 @@ def image_verdict(aggs: list[dict]) -> str:
     for label in ("Gaussian kernel (noise)", "Gaussian kernel (x0)", "mixture kernel"):
         if label in by_label:
             agg = by_label[label]
-            text += (f"The {label} covers {span(agg, 'classes_covered')} of 10 classes "
+            text += (f"The {label} covers {range_cell(agg, 'classes_covered')} of 10 classes "
                      f"(class KL {agg['kl_to_uniform']:.2f}; `ns`: "
-                     f"{span(ns, 'classes_covered')}, {ns['kl_to_uniform']:.2f}). ")
+                     f"{range_cell(ns, 'classes_covered')}, {ns['kl_to_uniform']:.2f}). ")
     kl, rkl = by_label.get("DDGAN, kl"), by_label.get("DDGAN, reverse-kl")
     if kl and rkl:
         text += (f"Of the two KL directions, `kl` gives FID {kl['fid']:.1f} and coverage "

@@ -84,6 +84,7 @@ from ddgan_core.frontier import GROUPS, best_within, frontier_rows, pareto_front
 from ddgan_core.plotting import cost, figure_png, machine_label, use_book_style
 from ddgan_core.profiles import get_profile, overrides_from
 from ddgan_core.sweep import intervals_overlap
+from ddgan_core.tables import interval_cell, range_cell
 
 chapter_start = time.perf_counter()
 cfg = get_profile(profile, **overrides_from(globals()))  # every profile key papermill passed
@@ -180,14 +181,6 @@ glue("fr_speed_batch", int(context["speed"].config["batch"]), display=False)
 # within the pair's budget. The code is `ddgan_core.distillation`.
 
 # %% tags=["hide-input"]
-def interval(row: dict, name: str, fmt: str) -> str:
-    """A value with its 95% interval under it."""
-    text = format(row[name], fmt)
-    if row.get(f"{name}_lo") is not None:
-        text += f"<br>[{format(row[name + '_lo'], fmt)}, {format(row[name + '_hi'], fmt)}]"
-    return text
-
-
 by_label = {row["label"]: row for row in rows}
 history = student.metrics["history"]
 lines = ["| student steps | training steps | last logged loss | FID | recall "
@@ -196,9 +189,9 @@ for k, steps in zip(student.metrics["rounds"], student.metrics["round_steps"]):
     row = by_label[f"distilled student, K = {k}"]
     losses = [h["loss"] for h in history if h["student_steps"] == k]
     ddim = by_label.get(f"DDIM, K = {k}")
-    lines.append(f"| {k} | {steps:,d} | {losses[-1]:.4f} | {interval(row, 'fid', '.1f')} "
-                 f"| {interval(row, 'recall', '.3f')} "
-                 f"| {interval(ddim, 'fid', '.1f') if ddim else '–'} "
+    lines.append(f"| {k} | {steps:,d} | {losses[-1]:.4f} | {interval_cell(row, 'fid', '.1f')} "
+                 f"| {interval_cell(row, 'recall', '.3f')} "
+                 f"| {interval_cell(ddim, 'fid', '.1f') if ddim else '–'} "
                  f"| {row['classes_covered']} |")
 display(Markdown("\n".join(lines)))
 
@@ -293,11 +286,9 @@ lines = ["| method | group | NFE | ms / image | FID | recall | classes | trainin
          "| on the NFE front |", "|---|---|" + "---:|" * 6 + "---|"]
 for i in front_ms:
     row = rows[i]
-    classes = (f"{row['classes_min']}" if row["classes_min"] == row["classes_max"]
-               else f"{row['classes_min']}–{row['classes_max']}")
     lines.append(f"| {row['label']} | {row['group']} | {row['nfe']} "
-                 f"| {row['ms_per_image']:.1f} | {interval(row, 'fid', '.1f')} "
-                 f"| {interval(row, 'recall', '.3f')} | {classes} "
+                 f"| {row['ms_per_image']:.1f} | {interval_cell(row, 'fid', '.1f')} "
+                 f"| {interval_cell(row, 'recall', '.3f')} | {range_cell(row, 'classes_covered')} "
                  f"| {row['train_minutes']:.0f} "
                  f"| {'yes' if row['label'] in on_nfe_front else 'no'} |")
 display(Markdown("\n".join(lines)))
