@@ -60,6 +60,8 @@ TEXT_GLUES = {
     "width_values": "the swept widths as multiples of the UNet's, joined by 'and'",
     "fr_budget": "the pair's training budget as 'N minutes', or a phrase saying the profile "
                  "trains for step counts instead (budget_minutes = 0)",
+    "fr_budget_note": "a clause comparing the distillation's calibrated budget with the time "
+                      "it took, worded by whether it stayed within the budget",
     "fr_rounds": "the students' step counts joined by commas",
     "ch4_sentence": "a sentence quoting chapter 4's run of the same recipe, or saying that it is "
                     "not in the cache (an override of a ddgan_ key); its numbers are glued in "
