@@ -1181,10 +1181,10 @@ def frontier_speed(profile: dict[str, Any], cache: ResultCache | None = None) ->
     gan = ddgan.training_config(profile, without=("seed", "ddgan_train_steps"))
     config = _keyed("frontier_speed", profile, unet=unet, generator=gan,
                     ddpm_points=sorted(list(p) for p in profile["frontier_ddpm"]),
-                    student_steps=distill_rounds(profile["distill_start_steps"]),
+                    distill_start_steps=int(profile["distill_start_steps"]),
                     ddgan_timesteps=sorted({int(t) for t in profile["hp_timesteps"]}
                                            | {int(profile["ddgan_timesteps"])}),
-                    kernel_components=profile["image_kernel_components"],
+                    image_kernel_components=profile["image_kernel_components"],
                     batch=batch, device=device.type, threads=threads)
 
     def time_sampler(sample: Callable[[int], torch.Tensor], nfe: int) -> dict[str, Any]:
@@ -1207,7 +1207,7 @@ def frontier_speed(profile: dict[str, Any], cache: ResultCache | None = None) ->
                                             device=device, spacing=sp, progress=False)[0]
             out.append({"method": "ddpm", "sampler": sampler, "spacing": spacing, "steps": k,
                         **time_sampler(sample, k)})
-        for k in config["student_steps"]:
+        for k in distill_rounds(config["distill_start_steps"]):
             out.append({"method": "student", "sampler": "student", "spacing": "grid",
                         "steps": k, **time_sampler(
                             lambda b, k=k: distill_sample(net, diffusion, b, k, batch_size=b,
