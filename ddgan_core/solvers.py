@@ -15,8 +15,11 @@ diffusers is needed only here (``pip install diffusers``, part of the ``test`` e
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
+from tqdm import TqdmWarning
 
 from .ddpm import SPACINGS
 from .device import pick_device
@@ -44,7 +47,9 @@ def make_scheduler(solver: str, diffusion: GaussianDiffusion, steps: int,
     if not 1 <= steps <= T:
         raise ValueError(f"steps={steps} must be in [1, {T}] (the chain length T)")
     try:
-        import diffusers
+        with warnings.catch_warnings():  # diffusers imports tqdm.auto, which warns in a
+            warnings.simplefilter("ignore", TqdmWarning)  # notebook kernel without ipywidgets
+            import diffusers
     except ImportError:
         raise ImportError(f"the {solver} sampler needs diffusers: pip install diffusers "
                           "(or install ddgan-core[test])") from None
