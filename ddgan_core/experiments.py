@@ -111,15 +111,15 @@ def budgeted(profile: dict[str, Any]) -> bool:
 
 
 def _budget_settings(profile: dict[str, Any], steps_key: str,
-                     settings: dict[str, Any]) -> dict[str, Any]:
+                     settings: dict[str, Any], ema: bool = True) -> dict[str, Any]:
     """A training configuration's key under a wall-clock budget: the step count (unknown until
     calibrated on the device) gives way to the minutes, the threads and the device type, and
-    the EMA decay is ``budget_ema_decay`` when that is set (a budget of about a thousand steps
-    needs a shorter EMA than a model's step-count recipe)."""
+    for a model with an EMA (``ema``) the decay is ``budget_ema_decay`` when that is set (a
+    budget of about a thousand steps needs a shorter EMA than a model's step-count recipe)."""
     if not budgeted(profile):
         return settings
     settings = {k: v for k, v in settings.items() if k != steps_key}
-    if float(profile["budget_ema_decay"]) > 0:  # the same EMA for both models of the pair
+    if ema and float(profile["budget_ema_decay"]) > 0:  # the same EMA for the pair's models
         settings[steps_key.replace("_train_steps", "_ema_decay")] = profile["budget_ema_decay"]
     return {**settings, "budget_minutes": float(profile["budget_minutes"]),
             "budget_threads": int(profile["budget_threads"]), "device": pick_device().type}
@@ -202,23 +202,31 @@ def ddpm_grid_point(
     def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
         model, diffusion = ddpm.load_model(find_model_file(model_result.path, "ddpm"))
         device = next(model.parameters()).device
-        kept = config.get("spacing", "linspace")
-        if config["sampler"] in solvers.SOLVERS:
-            def sample(n: int):
-                return solvers.solver_sample(
-                    model, diffusion, n, config["steps"], config["sampler"], kept,
-                    seed=config["seed"], batch_size=config["eval_batch_size"], device=device)
-        else:
-            def sample(n: int):
-                return ddpm.ddpm_sample(
-                    model, diffusion, n, config["steps"], config["sampler"], config["eta"],
-                    seed=config["seed"], batch_size=config["eval_batch_size"], device=device,
-                    spacing=kept)
+        sample = _ddpm_sampler(model, diffusion, config["sampler"],
+                               config.get("spacing", "linspace"), config["steps"],
+                               config["seed"], config["eval_batch_size"], device, config["eta"])
         metrics = _evaluate_sampler(sample, config["n"], device, workdir)
         metrics["sampling_batch_size"] = config["eval_batch_size"]
         return metrics
 
     return cache.load_or_run("ddpm_grid_point", config, compute)
+
+
+def _ddpm_sampler(model, diffusion, sampler: str, spacing: str, steps: int, seed: int,
+                  batch_size: int, device: torch.device, eta: float = 0.0
+                  ) -> Callable[[int], tuple[torch.Tensor, int]]:
+    """``sample(n) -> (images, nfe)`` of a DDPM with ``sampler`` (ancestral or DDIM of
+    :func:`~ddgan_core.ddpm.ddpm_sample`, or a solver of :data:`~ddgan_core.solvers.SOLVERS`),
+    ``spacing`` and ``steps``, seeded per batch of ``batch_size``."""
+    from . import ddpm, solvers
+
+    if sampler in solvers.SOLVERS:
+        return lambda n: solvers.solver_sample(model, diffusion, n, steps, sampler, spacing,
+                                               seed=seed, batch_size=batch_size, device=device,
+                                               progress=False)
+    return lambda n: ddpm.ddpm_sample(model, diffusion, n, steps, sampler, eta, seed=seed,
+                                      batch_size=batch_size, device=device, spacing=spacing,
+                                      progress=False)
 
 
 def solver_grid(profile: dict[str, Any], cache: ResultCache | None = None,
@@ -1029,8 +1037,7 @@ def distilled_student(profile: dict[str, Any], cache: ResultCache | None = None)
     teacher = ddpm_budget_model(profile, cache)
     settings = {"teacher_key": teacher.key, "seed": profile["seed"],
                 **{k: profile[k] for k in DISTILL_KEYS}}
-    settings = _budget_settings(profile, "distill_train_steps", settings)
-    settings.pop("distill_ema_decay", None)  # the students keep no EMA
+    settings = _budget_settings(profile, "distill_train_steps", settings, ema=False)
     config = _keyed("distilled_student", profile, **settings)
     distillation.distill_rounds(config["distill_start_steps"])  # a bad value fails here
 
@@ -1039,7 +1046,6 @@ def distilled_student(profile: dict[str, Any], cache: ResultCache | None = None)
         teacher_file = find_model_file(teacher.path, "ddpm")
 
         def train(run: dict[str, Any], where: Path, **kwargs: Any) -> dict[str, Any]:
-            kwargs.pop("progress", None)
             return distillation.train_distillation(run, teacher_file, where, device, **kwargs)
 
         with num_threads(int(config.get("budget_threads", 0))):
@@ -1124,15 +1130,7 @@ def frontier_point(profile: dict[str, Any], method: str, sampler: str = "", step
                                       device=device)
         else:
             net, diffusion = ddpm.load_model(find_model_file(model.path, "ddpm"), device)
-            if sampler in solvers.SOLVERS:
-                def sample(n: int):
-                    return solvers.solver_sample(net, diffusion, n, k, sampler, spacing,
-                                                 seed=seed, batch_size=batch, device=device)
-            else:
-                def sample(n: int):
-                    return ddpm.ddpm_sample(net, diffusion, n, k, sampler, 0.0, seed=seed,
-                                            batch_size=batch, device=device, spacing=spacing,
-                                            progress=False)
+            sample = _ddpm_sampler(net, diffusion, sampler, spacing, k, seed, batch, device)
         return _evaluate_sampler(sample, config["n"], device, workdir, classes=True,
                                  bootstrap=config["bootstrap"])
 
@@ -1169,7 +1167,7 @@ def frontier_speed(profile: dict[str, Any], cache: ResultCache | None = None) ->
     K) of ``frontier_ddpm``, a student with each of its step counts, DDGAN's generator at each
     T of ``hp_timesteps`` and at ``ddgan_timesteps``, and the mixture kernel's network. Time
     does not depend on the weights, so every network is freshly initialised."""
-    from . import ddpm, image_kernels, solvers
+    from . import ddpm, image_kernels
     from .distillation import distill_rounds, distill_sample
     from .metrics.speed import measure_speed
     from .profiles import apply_overrides
@@ -1197,16 +1195,9 @@ def frontier_speed(profile: dict[str, Any], cache: ResultCache | None = None) ->
         net = ddpm.make_model(unet).to(device).eval()
         diffusion = ddpm.make_diffusion(unet)
         for sampler, spacing, k in config["ddpm_points"]:
-            if sampler in solvers.SOLVERS:
-                def sample(b: int, s=sampler, sp=spacing, k=k):
-                    return solvers.solver_sample(net, diffusion, b, k, s, sp, batch_size=b,
-                                                 device=device)[0]
-            else:
-                def sample(b: int, s=sampler, sp=spacing, k=k):
-                    return ddpm.ddpm_sample(net, diffusion, b, k, s, batch_size=b,
-                                            device=device, spacing=sp, progress=False)[0]
+            sample = _ddpm_sampler(net, diffusion, sampler, spacing, k, 0, batch, device)
             out.append({"method": "ddpm", "sampler": sampler, "spacing": spacing, "steps": k,
-                        **time_sampler(sample, k)})
+                        **time_sampler(lambda b, f=sample: f(b)[0], k)})
         for k in distill_rounds(config["distill_start_steps"]):
             out.append({"method": "student", "sampler": "student", "spacing": "grid",
                         "steps": k, **time_sampler(
