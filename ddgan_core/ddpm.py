@@ -28,7 +28,7 @@ from .checkpoint import (
     save_checkpoint,
     save_model_file,
 )
-from .device import pick_device
+from .device import channels_last, pick_device, to_channels_last
 from .diffusion import GaussianDiffusion, make_beta_schedule, respace, space_timesteps
 from .distributed import current_world
 from .nets.unet import UNet, count_parameters
@@ -358,8 +358,9 @@ def ddpm_sample(
     ``sampler="ancestral"`` runs the respaced chain with the posterior variance (Ho et al.
     Algorithm 2 on the kept steps); ``"ddim"`` the DDIM update with ``eta`` (0: deterministic).
     ``spacing`` chooses the kept steps (:func:`sampling_timesteps`).
-    Seeded per batch, so a given seed gives the same images on the same device. A progress bar
-    over batches and steps shows on a terminal unless ``progress`` is false.
+    Seeded per batch, so a given seed gives the same images on the same device. The network runs
+    in the channels-last layout (:func:`~ddgan_core.device.channels_last`). A progress bar over
+    batches and steps shows on a terminal unless ``progress`` is false.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler={sampler!r} is unknown; allowed: {list(SAMPLERS)}")
@@ -374,20 +375,21 @@ def ddpm_sample(
     batches = range(0, n, batch_size)
     bar = progress_bar(total=len(batches) * len(kept), desc=f"DDPM {sampler} K={len(kept)}",
                        enabled=progress, unit="step")
-    for first in batches:
-        b = min(batch_size, n - first)
-        generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + first)
-        x = torch.randn((b, 1, 28, 28), device=device, generator=generator)
-        for i in reversed(range(len(kept))):
-            t = torch.full((b,), i, device=device, dtype=torch.long)
-            with autocast_context(device):
-                eps = model(x, timestep_map[t]).float()
-            noise = torch.randn(x.shape, device=device, generator=generator)
-            if sampler == "ancestral":
-                x = spaced.p_sample_from_eps(eps, x, t, noise=noise, clip=clip)
-            else:
-                x = spaced.ddim_step(eps, x, t, t - 1, eta=eta, noise=noise, clip=clip)
-            bar.update(1)
-        out.append(x.clamp(-1, 1).cpu())
+    with channels_last(model):
+        for first in batches:
+            b = min(batch_size, n - first)
+            generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + first)
+            x = to_channels_last(torch.randn((b, 1, 28, 28), device=device, generator=generator))
+            for i in reversed(range(len(kept))):
+                t = torch.full((b,), i, device=device, dtype=torch.long)
+                with autocast_context(device):
+                    eps = model(x, timestep_map[t]).float()
+                noise = torch.randn(x.shape, device=device, generator=generator)
+                if sampler == "ancestral":
+                    x = spaced.p_sample_from_eps(eps, x, t, noise=noise, clip=clip)
+                else:
+                    x = spaced.ddim_step(eps, x, t, t - 1, eta=eta, noise=noise, clip=clip)
+                bar.update(1)
+            out.append(x.clamp(-1, 1).cpu().contiguous())
     bar.close()
     return torch.cat(out), len(kept)

@@ -51,7 +51,7 @@ from .checkpoint import (
     save_checkpoint,
     save_model_file,
 )
-from .device import pick_device
+from .device import channels_last, pick_device, to_channels_last
 from .diffusion import GaussianDiffusion
 from .nets.unet import count_parameters
 from .training import (
@@ -168,24 +168,26 @@ def distill_sample(student: nn.Module, diffusion: GaussianDiffusion, n: int, ste
                    *, progress: bool = False) -> tuple[torch.Tensor, int]:
     """``n`` images from a v-predicting student with its ``steps`` DDIM steps on the grid t_i,
     from z ~ N(0, I) at t_N = T - 1; returns (images in [-1, 1], NFE = ``steps``). Seeded per
-    batch, as :func:`~ddgan_core.ddpm.ddpm_sample`."""
+    batch, and run in the channels-last layout, as :func:`~ddgan_core.ddpm.ddpm_sample`."""
     device = pick_device(device)
     student = student.to(device).eval()
     T, out = diffusion.num_timesteps, []
     batches = range(0, n, batch_size)
     bar = progress_bar(total=len(batches) * steps, desc=f"student K={steps}", enabled=progress,
                        unit="step")
-    for first in batches:
-        b = min(batch_size, n - first)
-        gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + first)
-        z = torch.randn((b, 1, 28, 28), device=device, generator=gen)
-        for i in range(steps, 0, -1):
-            t = torch.full((b,), grid_timestep(i, steps, T), device=device, dtype=torch.long)
-            s = torch.full((b,), grid_timestep(i - 1, steps, T), device=device, dtype=torch.long)
-            x, eps = predict_x_eps(student, "v", z, t, diffusion, clip=True)
-            z = _ddim_move(x, eps, s, diffusion)
-            bar.update(1)
-        out.append(z.clamp(-1, 1).cpu())
+    with channels_last(student):
+        for first in batches:
+            b = min(batch_size, n - first)
+            gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + first)
+            z = to_channels_last(torch.randn((b, 1, 28, 28), device=device, generator=gen))
+            for i in range(steps, 0, -1):
+                t = torch.full((b,), grid_timestep(i, steps, T), device=device, dtype=torch.long)
+                s = torch.full((b,), grid_timestep(i - 1, steps, T), device=device,
+                               dtype=torch.long)
+                x, eps = predict_x_eps(student, "v", z, t, diffusion, clip=True)
+                z = _ddim_move(x, eps, s, diffusion)
+                bar.update(1)
+            out.append(z.clamp(-1, 1).cpu().contiguous())
     bar.close()
     return torch.cat(out), steps
 

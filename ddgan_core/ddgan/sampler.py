@@ -34,7 +34,7 @@ from ..checkpoint import (
     read_model_file,
     save_model_file,
 )
-from ..device import pick_device
+from ..device import channels_last, pick_device, to_channels_last
 from ..diffusion import GaussianDiffusion, make_beta_schedule
 from ..nets.unet import UNet
 from ..training import autocast_context, progress_bar, restoring
@@ -188,7 +188,8 @@ def ddgan_sample(
     q(x_{t-1} | x, x0), without noise at t = 0, where the posterior is the point mass on x0 (so
     the result is G's last x_0 prediction). ``nfe = T`` generator calls per sample. Samples are
     float32 on the CPU, clamped to [-1, 1] when ``clamp``; deterministic for a ``seed`` on a
-    given device (batches are drawn in order from one generator seeded with ``seed``).
+    given device (batches are drawn in order from one generator seeded with ``seed``). The
+    generator runs in the channels-last layout (:func:`~ddgan_core.device.channels_last`).
     ``return_chain=True`` returns ``(samples, nfe, chain)`` with chain [T + 1, n, ...]: the
     starting noise then the state after each step. A progress bar over the batches shows on a
     terminal unless ``progress`` is false.
@@ -204,22 +205,23 @@ def ddgan_sample(
     generator.eval()
     outputs, chains = [], []
     try:
-        for start in progress_bar(range(0, n, batch_size), desc="DDGAN sampling",
-                                  enabled=progress, unit="batch"):
-            b = min(batch_size, n - start)
-            x = torch.randn((b, *shape), generator=gen, device=device)
-            chain = [x.cpu()] if return_chain else None
-            for i in reversed(range(T)):
-                t = torch.full((b,), i, device=device, dtype=torch.long)
-                z = torch.randn(b, nz, generator=gen, device=device)
-                noise = torch.randn((b, *shape), generator=gen, device=device)
-                with autocast_context(device):
-                    x, _ = generator_posterior_sample(generator, diffusion, x, t, z, noise)
+        with channels_last(generator):
+            for start in progress_bar(range(0, n, batch_size), desc="DDGAN sampling",
+                                      enabled=progress, unit="batch"):
+                b = min(batch_size, n - start)
+                x = to_channels_last(torch.randn((b, *shape), generator=gen, device=device))
+                chain = [x.cpu().contiguous()] if return_chain else None
+                for i in reversed(range(T)):
+                    t = torch.full((b,), i, device=device, dtype=torch.long)
+                    z = torch.randn(b, nz, generator=gen, device=device)
+                    noise = torch.randn((b, *shape), generator=gen, device=device)
+                    with autocast_context(device):
+                        x, _ = generator_posterior_sample(generator, diffusion, x, t, z, noise)
+                    if chain is not None:
+                        chain.append(x.cpu().contiguous())
+                outputs.append((x.clamp(-1.0, 1.0) if clamp else x).cpu().contiguous())
                 if chain is not None:
-                    chain.append(x.cpu())
-            outputs.append((x.clamp(-1.0, 1.0) if clamp else x).cpu())
-            if chain is not None:
-                chains.append(torch.stack(chain))
+                    chains.append(torch.stack(chain))
     finally:
         generator.train(was_training)
     samples = torch.cat(outputs)
