@@ -60,11 +60,13 @@ DDPM_CHECKPOINT = "ddgan_core.ddpm_checkpoint/1"
 DDPM_MODEL = "ddgan_core.ddpm_model_ema/1"
 DDGAN_CHECKPOINT = "ddgan_core.ddgan_checkpoint/1"
 DDGAN_GENERATOR = "ddgan_core.generator_ema/1"
+#: A progressive-distillation student (:mod:`ddgan_core.distillation`), one per round.
+DISTILLED_STUDENT = "ddgan_core.distilled_student/1"
 #: The model file each trainer writes when it finishes, by model.
 MODEL_FILES = {"ddpm": "model_ema.safetensors", "ddgan": "generator_ema.safetensors"}
 #: The torch files that held the same weights before, still read.
 LEGACY_MODEL_FILES = {"ddpm": "model_ema.pt", "ddgan": "generator_ema.pt"}
-_MODEL_FORMATS = {DDPM_MODEL: "ddpm", DDGAN_GENERATOR: "ddgan"}
+_MODEL_FORMATS = {DDPM_MODEL: "ddpm", DDGAN_GENERATOR: "ddgan", DISTILLED_STUDENT: "student"}
 _TRAINING_FORMATS = (DDPM_CHECKPOINT, DDGAN_CHECKPOINT)
 #: Where the torch model files kept their weights (DDPM, DDGAN).
 _LEGACY_WEIGHT_KEYS = ("model", "state_dict")
@@ -213,8 +215,9 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
 
 
 def model_kind(path: str | os.PathLike) -> str:
-    """``"ddpm"`` or ``"ddgan"``: which model the model file ``path`` holds (one-line
-    :class:`CheckpointError` for a training state or any other file)."""
+    """``"ddpm"``, ``"ddgan"`` or ``"student"`` (a distilled student): which model the model
+    file ``path`` holds (one-line :class:`CheckpointError` for a training state or any other
+    file)."""
     _, info = read_model_file(path)
     fmt = info.get("format")
     if fmt in _MODEL_FORMATS:

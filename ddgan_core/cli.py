@@ -286,8 +286,8 @@ def _train_ddgan(profile: dict, args: argparse.Namespace) -> int:
 
 
 def checkpoint_kind(path: Path) -> str:
-    """``"ddpm"`` or ``"ddgan"`` for a model file that ``sample`` can draw from, safetensors or
-    the torch files of before (one-line error otherwise)."""
+    """``"ddpm"``, ``"ddgan"`` or ``"student"`` for a model file that ``sample`` can draw from,
+    safetensors or the torch files of before (one-line error otherwise)."""
     from .checkpoint import model_kind
 
     return model_kind(path)
@@ -320,8 +320,8 @@ def _check_sample_args(args: argparse.Namespace) -> None:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    """``sample``: draw from a DDPM (``model_ema.safetensors``) or DDGAN
-    (``generator_ema.safetensors``) model
+    """``sample``: draw from a DDPM (``model_ema.safetensors``), DDGAN
+    (``generator_ema.safetensors``) or distilled-student (``student_k{N}.safetensors``) model
     file into an ``.npz``, written aside and renamed; NaN/inf samples are refused."""
     import io
     import time
@@ -354,6 +354,20 @@ def _sample(args: argparse.Namespace) -> int:
                                         args.spacing or "trailing", args.seed, args.batch_size,
                                         args.device)
         sampler = args.sampler
+    elif kind == "student":
+        from .distillation import distill_sample, load_student
+
+        if args.sampler != "ancestral" or args.eta is not None or args.spacing is not None:
+            raise ValueError("--sampler/--eta/--spacing apply to DDPM models; a distilled "
+                             "student samples its own DDIM grid")
+        model, diffusion, steps = load_student(args.checkpoint, args.device)
+        if args.steps is not None and args.steps != steps:
+            raise ValueError(f"--steps {args.steps}: this student was distilled for exactly "
+                             f"{steps} steps (each round's file holds one step count)")
+        start = time.perf_counter()
+        images, nfe = distill_sample(model, diffusion, args.n, steps, args.seed,
+                                     args.batch_size, args.device, progress=True)
+        sampler = "student"
     else:
         from . import ddgan
 
@@ -516,16 +530,20 @@ def _add_train_classifier(models: argparse._SubParsersAction) -> None:
 
 def _add_sample(sub: argparse._SubParsersAction) -> None:
     parser = _command(
-        sub, "sample", "draw samples of a DDPM or DDGAN model file into an .npz",
-        "Draw samples from a DDPM (model_ema.safetensors) or DDGAN (generator_ema.safetensors; "
-        "the .pt files of earlier versions too) model file into an "
+        sub, "sample", "draw samples of a DDPM, DDGAN or distilled-student model file into an "
+        ".npz",
+        "Draw samples from a DDPM (model_ema.safetensors), DDGAN (generator_ema.safetensors; "
+        "the .pt files of earlier versions too) or distilled student (student_k{N}.safetensors, "
+        "its N steps) model file into an "
         ".npz (key 'images', uint8 [N, 28, 28], with nfe, seconds, sampler, steps, seed, model).",
         _sample,
     )
     parser.add_argument("--checkpoint", type=Path, required=True,
-                        help="model_ema.safetensors (DDPM) or generator_ema.safetensors (DDGAN)")
+                        help="model_ema.safetensors (DDPM), generator_ema.safetensors (DDGAN) "
+                        "or student_k{N}.safetensors (a distilled student)")
     parser.add_argument("--steps", type=int,
-                        help="DDPM: reverse steps K in [1, T] (default: all T); DDGAN: always T")
+                        help="DDPM: reverse steps K in [1, T] (default: all T); DDGAN: always T; "
+                        "a student: always its N")
     parser.add_argument("--sampler", default="ancestral",
                         choices=["ancestral", "ddim", "dpmsolver++", "dpmsolver++3m", "unipc"],
                         help="DDPM only (default: ancestral); dpmsolver++ (2M), dpmsolver++3m "

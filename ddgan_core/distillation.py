@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from .checkpoint import (
+    DISTILLED_STUDENT,
     CheckpointError,
     half_state_dict,
     read_model_file,
@@ -71,7 +72,7 @@ __all__ = ["CHECKPOINT_FORMAT", "STUDENT_FORMAT", "distill_loss", "distill_round
 CHECKPOINT_FORMAT = "ddgan_core.distillation_checkpoint/1"
 #: The model file of a round's student (fp16 weights, the UNet's and the chain's configuration,
 #: its step count and parameterisation).
-STUDENT_FORMAT = "ddgan_core.distilled_student/1"
+STUDENT_FORMAT = DISTILLED_STUDENT
 
 
 def distill_rounds(start_steps: int) -> list[int]:

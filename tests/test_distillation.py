@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -10,6 +11,7 @@ from ddgan_core import distillation as dist
 from ddgan_core import experiments
 from ddgan_core.budget import images_per_step
 from ddgan_core.checkpoint import CheckpointError, half_state_dict, save_model_file
+from ddgan_core.data import model_to_uint8
 from ddgan_core.ddpm import DIFFUSION_KEYS, MODEL_FORMAT, MODEL_KEYS, make_model
 from ddgan_core.diffusion import GaussianDiffusion, make_beta_schedule
 from ddgan_core.profiles import get_profile
@@ -114,6 +116,30 @@ def test_resumed_distillation_equals_a_straight_run(tmp_path):
     assert steps == 1 and diffusion.num_timesteps == 50
     images, _ = dist.distill_sample(student, diffusion, 2, 1, device="cpu")
     assert images.shape == (2, 1, 28, 28) and images.abs().max() <= 1
+
+
+def test_sample_command_draws_from_a_student_file_and_checks_its_steps(tmp_path, capsys):
+    from ddgan_core import cli
+
+    dist.train_distillation(DISTILL, _teacher_file(tmp_path), tmp_path / "d", "cpu",
+                            torch.rand(32, 1, 28, 28) * 2 - 1)
+    student = tmp_path / "d" / dist.student_file(2)
+    out = tmp_path / "s.npz"
+    assert cli.main(["sample", "--checkpoint", str(student), "--n", "3", "--seed", "1",
+                     "--device", "cpu", "--out", str(out)]) == 0
+    assert "3 images, NFE 2" in capsys.readouterr().out
+    saved = np.load(out)
+    assert saved["images"].shape == (3, 28, 28) and saved["images"].dtype == np.uint8
+    assert str(saved["model"]) == "student" and int(saved["steps"]) == int(saved["nfe"]) == 2
+    model, diffusion, _ = dist.load_student(student, "cpu")
+    expected, _ = dist.distill_sample(model, diffusion, 3, 2, seed=1, device="cpu")
+    assert np.array_equal(saved["images"], model_to_uint8(expected).numpy())
+    for argv, words in ((["--steps", "4"], "distilled for exactly 2 steps"),
+                        (["--sampler", "ddim"], "a distilled student samples its own")):
+        assert cli.main(["sample", "--checkpoint", str(student), "--n", "1", "--out",
+                         str(tmp_path / "x.npz"), *argv]) == 2
+        assert words in capsys.readouterr().err
+    assert not (tmp_path / "x.npz").exists()
 
 
 def test_load_student_refuses_a_ddpm_model_file(tmp_path):
