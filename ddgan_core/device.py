@@ -74,10 +74,11 @@ def channels_last(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
     the default layout after it (so a trainer's optimizer state and ``safetensors`` files, which
     need contiguous tensors, never see the change).
 
-    Convolutions then run in oneDNN's native layout: on this project's 2-core CPU sampling in it
-    is about 1.1x faster at batch 16 and 1.4x at batch 1,000 on two threads
-    (``benchmarks/bench_memory_format.py`` prints the ratios). Feed inputs through
-    :func:`to_channels_last`; the values differ from the default layout's only by float rounding.
+    Convolutions then run in oneDNN's native layout: on this project's 2-core CPU a forward
+    pass of the book's UNet in it took about 0.9x the time at batch 16 (one thread) and 0.7x at
+    batch 1,000 (two threads); ``benchmarks/bench_unet.py --batch B`` prints the ratio for both
+    layouts. Feed inputs through :func:`to_channels_last`; the values differ from the default
+    layout's only by float rounding.
     """
     model.to(memory_format=torch.channels_last)
     try:
