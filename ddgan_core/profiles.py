@@ -107,9 +107,11 @@ _BASE: dict[str, Any] = {
                                        # prediction), gaussian-x0 (x_0 prediction) or mixture
     "image_kernel_components": 10,     # K of the mixture kernel
     # the speed-quality frontier (chapter 7): the equal-compute pair's DDPM with these samplers
-    # ([sampler, spacing, K]), its distilled students and its DDGAN, n = sweep_samples
+    # ([sampler, spacing, K], up to the full chain of T = 1000 ancestral steps), its distilled
+    # students and its DDGAN, n = sweep_samples
     "frontier_ddpm": [[s, "trailing", k] for s in ("ddim", "dpmsolver++3m")
-                      for k in (1, 2, 4, 8, 10, 20, 50)] + [["ancestral", "linspace", 100]],
+                      for k in (1, 2, 4, 8, 10, 20, 50)] + [["ancestral", "linspace", k]
+                                                            for k in (100, 1000)],
     # progressive distillation of that DDPM (ddgan_core.distillation), budget_minutes if set
     "distill_start_steps": 16,      # steps of the first student (a power of two), halved to 1
     "distill_train_steps": 8_000,   # steps over all rounds when budget_minutes = 0

@@ -105,6 +105,7 @@ from ddgan_core.experiments import (
     ddgan_progress_samples,
     ddpm_budget_model,
     ddpm_model,
+    frontier_point,
     r1_convention_study,
     speed_comparison,
 )
@@ -690,6 +691,72 @@ else:
 # extractor ranks the models {glue:text}`order_a`, and the second extractor ranks them
 # {glue:text}`order_b`. {glue:text}`extractors_agree` {glue:text}`trend_note`
 #
+# ### The full chain, at n = {glue:text}`chain_n:,d`
+#
+# {glue:text}`chain_intro` Chapter 7 draws every sampler of the same pair at
+# {glue:text}`chain_n:,d` images, with its own seeds. Here are the models of the table above
+# at that common n, under the pinned extractor, with 95% bootstrap intervals. DDIM uses
+# trailing spacing there, which chapter 3 found better at few steps.
+
+# %% tags=["hide-input"]
+chain_ks = {int(k) for _, k in cfg["comparison_ddpm"]}
+full_k = max((int(k) for s_, _, k in cfg["frontier_ddpm"] if s_ == "ancestral"), default=0)
+chain_points = [(s_, sp, int(k)) for s_, sp, k in cfg["frontier_ddpm"]
+                if s_ in ("ddim", "ancestral") and (int(k) in chain_ks or int(k) == full_k)]
+chain_rows = [("DDGAN", int(cfg["ddgan_timesteps"]), frontier_point(cfg, "ddgan"))] + [
+    ({"ancestral": "DDPM", "ddim": "DDIM"}[s_] + (" (trailing)" if sp == "trailing" else ""),
+     k, frontier_point(cfg, "ddpm", s_, k, sp))
+    for s_, sp, k in sorted(chain_points, key=lambda p: (p[0] == "ancestral", p[2]))]
+chain_columns = ("fid", "kid", "precision", "recall", "coverage")
+lines = ["| model | NFE | FID | KID × 10³ | precision | recall | coverage |",
+         "|---|---:|" + "---:|" * len(chain_columns)]
+for name, k, r in chain_rows:
+    cells = [interval(r.metrics, c, ".2f" if c in ("fid", "kid") else ".3f",
+                      1e3 if c == "kid" else 1.0) for c in chain_columns]
+    lines.append(f"| {name} | {k:,d} | " + " | ".join(cells) + " |")
+chain_floor = chain_rows[0][2].metrics["floor"]
+lines.append("| real test images (floor) | | " + " | ".join(
+    format(chain_floor[c] * (1e3 if c == "kid" else 1.0), ".2f" if c in ("fid", "kid") else ".3f")
+    for c in chain_columns) + " |")
+display(Markdown("\n".join(lines)))
+glue("chain_n", int(chain_rows[0][2].metrics["n_samples"]), display=False)
+in_table = ["ancestral", full_k] in [[s_, int(k)] for s_, k in cfg["comparison_ddpm"]]
+glue("chain_intro", "This profile's frontier draws no ancestral chain." if not full_k else
+     f"The table above includes DDPM's chain of {full_k:,d} ancestral steps." if in_table else
+     f"The table above has no row for DDPM's full chain of {full_k:,d} ancestral steps.",
+     display=False)
+by_k = {(name, k): r for name, k, r in chain_rows}
+full_row, row100 = by_k.get(("DDPM", full_k)), by_k.get(("DDPM", 100))
+
+
+def fid_with_interval(r) -> str:
+    u = r.metrics["uncertainty"]["fid"]
+    return f"{r.metrics['fid']:.2f} [{u['lo']:.2f}, {u['hi']:.2f}]"
+
+
+if full_row is not None and row100 is not None and full_row is not row100:
+    f_u, h_u = full_row.metrics["uncertainty"]["fid"], row100.metrics["uncertainty"]["fid"]
+    apart = f_u["hi"] < h_u["lo"] or h_u["hi"] < f_u["lo"]
+    glue("full_chain_text", f"With all {full_k:,d} steps, DDPM scores FID "
+         f"{fid_with_interval(full_row)} and recall {full_row.metrics['recall']:.3f}, against "
+         f"{fid_with_interval(row100)} and {row100.metrics['recall']:.3f} with 100 steps "
+         f"(the full chain's {full_row.metrics['n_samples']:,d} images took "
+         f"{full_row.metrics['sampling_seconds'] / 60:.0f} min to draw on "
+         f"{device_label(full_row.manifest)}): " + (
+             "the intervals overlap: the other " f"{full_k - 100:,d} steps buy nothing this n "
+             "can tell apart" if not apart else "the intervals do not overlap: the other "
+             f"{full_k - 100:,d} steps " + ("lower FID" if full_row.metrics["fid"]
+                                             < row100.metrics["fid"] else "raise FID")
+         ) + f". DDGAN, with {cfg['ddgan_timesteps']} steps, scores "
+         f"{fid_with_interval(chain_rows[0][2])} and recall "
+         f"{chain_rows[0][2].metrics['recall']:.3f}.", display=False)
+else:
+    glue("full_chain_text", "This profile draws no full chain beside a 100-step one, so the "
+         "table holds the models it has.", display=False)
+
+# %% [markdown]
+# {glue:text}`full_chain_text`
+#
 # ## Speed, three ways
 #
 # All timings below come from one run on one device, {glue:text}`speed_run_device`. They use
@@ -749,7 +816,8 @@ else:
 
 # %% tags=["hide-input"]
 # what executing this page cost (shown in the box at the top)
-everything = cost([result, ddpm_pair, *r1_runs.values(), *rows, speed_result])
+everything = cost([result, ddpm_pair, *r1_runs.values(), *rows, speed_result,
+                   *(r for _, _, r in chain_rows)])
 glue("gan_where", everything["where"], display=False)
 glue("gan_source", everything["source"], display=False)
 glue("pair_wall_min", float((result.manifest["wall_time_s"] + ddpm_pair.manifest["wall_time_s"])

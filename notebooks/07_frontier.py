@@ -111,6 +111,9 @@ glue("fr_distill_batch", int(cfg["distill_batch_size"]), display=False)
 glue("fr_distill_lr", float(cfg["distill_lr"]), display=False)
 glue("fr_sweep_steps", int(cfg["sweep_steps"]), display=False)
 glue("fr_seeds", len(cfg["hp_seeds"]), display=False)
+ancestral_ks = sorted(int(k) for s_, _, k in cfg["frontier_ddpm"] if s_ == "ancestral")
+glue("fr_ancestral", " and ".join(f"{k:,d}" for k in ancestral_ks) or "none (not in this "
+     "profile)", display=False)
 plan = student.metrics.get("budget")
 student_min = student.metrics["wall_time_s"] / 60
 if not plan:
@@ -142,7 +145,8 @@ glue("fr_speed_batch", int(context["speed"].config["batch"]), display=False)
 # - DDIM with "trailing" spacing (chapter 3 showed it beats the book's linspace spacing at
 #   small $K$);
 # - DPM-Solver++(3M), the best of chapter 3's solvers at most $K$;
-# - the ancestral sampler at $K$ = 100, chapter 4's reference.
+# - the ancestral sampler at $K$ = {glue:text}`fr_ancestral`: chapter 4's reference and, at
+#   $K$ = $T$, the full chain the model was trained for.
 #
 # DDGAN samples with its own chain.
 #

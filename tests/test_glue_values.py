@@ -52,6 +52,13 @@ TEXT_GLUES = {
                       "profile adds its rows to the comparison",
     "trend_note": "a sentence that appears only when DDGAN's FID fell at every progress "
                   "point, quoting the first and last values and the discriminator's state",
+    "fr_ancestral": "the ancestral step counts of the frontier joined by 'and', or a phrase "
+                    "saying the profile has none",
+    "chain_intro": "a sentence saying whether the comparison table has DDPM's full chain, "
+                   "with its step count",
+    "full_chain_text": "a sentence quoting DDPM's full chain against 100 steps and DDGAN, with "
+                       "intervals and sampling minutes, worded by whether the intervals "
+                       "overlap; or saying the profile has no full chain",
     "matched_text": "a sentence naming the DDPM sampler that matches DDGAN's FID, or saying "
                     "that none does",
     "matched_ratio_text": "the matched-quality speed-up, or a phrase saying it is not defined "
