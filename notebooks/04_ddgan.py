@@ -744,8 +744,8 @@ if full_row is not None and row100 is not None and full_row is not row100:
          f"(the full chain's {full_row.metrics['n_samples']:,d} images took "
          f"{full_row.metrics['sampling_seconds'] / 60:.0f} min to draw on "
          f"{device_label(full_row.manifest)}): " + (
-             "the intervals overlap: the other " f"{full_k - 100:,d} steps buy nothing this n "
-             "can tell apart" if not apart else "the intervals do not overlap: the other "
+             "the intervals overlap, so the other " f"{full_k - 100:,d} steps buy nothing this "
+             "n can tell apart" if not apart else "the intervals do not overlap: the other "
              f"{full_k - 100:,d} steps " + ("lower FID" if full_row.metrics["fid"]
                                              < row100.metrics["fid"] else "raise FID")
          ) + f". DDGAN, with {cfg['ddgan_timesteps']} steps, scores "
