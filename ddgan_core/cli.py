@@ -334,6 +334,11 @@ def _sample(args: argparse.Namespace) -> int:
 
     _check_sample_args(args)
     kind = checkpoint_kind(args.checkpoint)
+    if kind != "ddpm" and (args.sampler != "ancestral" or args.eta is not None
+                           or args.spacing is not None):
+        own = {"ddgan": "a DDGAN samples its own chain",
+               "student": "a distilled student samples its own DDIM grid"}[kind]
+        raise ValueError(f"--sampler/--eta/--spacing apply to DDPM models; {own}")
     if kind == "ddpm":
         from . import ddpm
 
@@ -357,9 +362,6 @@ def _sample(args: argparse.Namespace) -> int:
     elif kind == "student":
         from .distillation import distill_sample, load_student
 
-        if args.sampler != "ancestral" or args.eta is not None or args.spacing is not None:
-            raise ValueError("--sampler/--eta/--spacing apply to DDPM models; a distilled "
-                             "student samples its own DDIM grid")
         model, diffusion, steps = load_student(args.checkpoint, args.device)
         if args.steps is not None and args.steps != steps:
             raise ValueError(f"--steps {args.steps}: this student was distilled for exactly "
@@ -371,9 +373,6 @@ def _sample(args: argparse.Namespace) -> int:
     else:
         from . import ddgan
 
-        if args.sampler != "ancestral" or args.eta is not None or args.spacing is not None:
-            raise ValueError("--sampler/--eta/--spacing apply to DDPM models; a DDGAN samples "
-                             "its own chain")
         generator = ddgan.load_generator(args.checkpoint, args.device)
         config = generator.arch
         T = int(config["ddgan_timesteps"])

@@ -598,6 +598,29 @@ def interval(m: dict, key: str, fmt: str, scale: float = 1.0) -> str:
     return f"{text}<br>[{format(u['lo'] * scale, fmt)}, {format(u['hi'] * scale, fmt)}]"
 
 
+def metric_table(rows: list[tuple[str, str, dict]], columns: tuple[str, ...],
+                 floor: dict) -> str:
+    """A markdown table: one row per (model, NFE, metrics block), each metric with its interval
+    (:func:`interval`), then the real-data floor."""
+    titles = {"fid": "FID", "kid": "KID × 10³", "precision": "precision", "recall": "recall",
+              "coverage": "coverage"}
+
+    def fmt(c: str) -> str:
+        return ".2f" if c in ("fid", "kid") else ".3f"
+
+    def scale(c: str) -> float:
+        return 1e3 if c == "kid" else 1.0
+
+    lines = ["| model | NFE | " + " | ".join(titles[c] for c in columns) + " |",
+             "|---|---:|" + "---:|" * len(columns)]
+    for name, nfe, m in rows:
+        lines.append(f"| {name} | {nfe} | "
+                     + " | ".join(interval(m, c, fmt(c), scale(c)) for c in columns) + " |")
+    lines.append("| real test images (floor) | | "
+                 + " | ".join(format(floor[c] * scale(c), fmt(c)) for c in columns) + " |")
+    return "\n".join(lines)
+
+
 def label(r) -> tuple[str, str]:
     method, sampler, k = r.config["method"], r.config["sampler"], r.config["steps"]
     if method == "ddgan":
@@ -613,22 +636,11 @@ names_of = {"a": f"the pinned extractor, {gan_row.metrics['extractor']['name']}"
             "b": f"the second extractor, {gan_row.metrics['second']['extractor']['name']}"}
 for extractor, columns in (("a", ("fid", "kid", "precision", "recall", "coverage")),
                            ("b", ("fid", "precision", "recall", "coverage"))):
-    titles = {"fid": "FID", "kid": "KID × 10³", "precision": "precision", "recall": "recall",
-              "coverage": "coverage"}
-    lines = ["| model | NFE | " + " | ".join(titles[c] for c in columns) + " |",
-             "|---|---:|" + "---:|" * len(columns)]
-    for r in ordered:
-        m = r.metrics if extractor == "a" else r.metrics["second"]
-        cells = [interval(m, c, ".2f" if c in ("fid", "kid") else ".3f",
-                          1e3 if c == "kid" else 1.0) for c in columns]
-        lines.append("| " + " | ".join(label(r)) + " | " + " | ".join(cells) + " |")
-    floor = floor_a if extractor == "a" else floor_b
-    cells = [format(floor[c] * (1e3 if c == "kid" else 1.0),
-                    ".2f" if c in ("fid", "kid") else ".3f") for c in columns]
-    lines.append("| real test images (floor) | | " + " | ".join(cells) + " |")
+    table = [(*label(r), r.metrics if extractor == "a" else r.metrics["second"])
+             for r in ordered]
     display(Markdown(f"**Under {names_of[extractor]}**" + (" (its KID not shown)"
                                                              if extractor == "b" else "")))
-    display(Markdown("\n".join(lines)))
+    display(Markdown(metric_table(table, columns, floor_a if extractor == "a" else floor_b)))
 glue("cmp_n", int(gan_row.metrics["n_samples"]), display=False)
 glue("cmp_boot", int(gan_row.config["bootstrap"]), display=False)
 glue("extractor_a", gan_row.metrics["extractor"]["name"], display=False)
@@ -708,18 +720,9 @@ chain_rows = [("DDGAN", int(cfg["ddgan_timesteps"]), frontier_point(cfg, "ddgan"
     ({"ancestral": "DDPM", "ddim": "DDIM"}[s_] + (" (trailing)" if sp == "trailing" else ""),
      k, frontier_point(cfg, "ddpm", s_, k, sp))
     for s_, sp, k in sorted(chain_points, key=lambda p: (p[0] == "ancestral", p[2]))]
-chain_columns = ("fid", "kid", "precision", "recall", "coverage")
-lines = ["| model | NFE | FID | KID × 10³ | precision | recall | coverage |",
-         "|---|---:|" + "---:|" * len(chain_columns)]
-for name, k, r in chain_rows:
-    cells = [interval(r.metrics, c, ".2f" if c in ("fid", "kid") else ".3f",
-                      1e3 if c == "kid" else 1.0) for c in chain_columns]
-    lines.append(f"| {name} | {k:,d} | " + " | ".join(cells) + " |")
-chain_floor = chain_rows[0][2].metrics["floor"]
-lines.append("| real test images (floor) | | " + " | ".join(
-    format(chain_floor[c] * (1e3 if c == "kid" else 1.0), ".2f" if c in ("fid", "kid") else ".3f")
-    for c in chain_columns) + " |")
-display(Markdown("\n".join(lines)))
+display(Markdown(metric_table([(name, f"{k:,d}", r.metrics) for name, k, r in chain_rows],
+                              ("fid", "kid", "precision", "recall", "coverage"),
+                              chain_rows[0][2].metrics["floor"])))
 glue("chain_n", int(chain_rows[0][2].metrics["n_samples"]), display=False)
 in_table = ["ancestral", full_k] in [[s_, int(k)] for s_, k in cfg["comparison_ddpm"]]
 glue("chain_intro", "This profile's frontier draws no ancestral chain." if not full_k else
