@@ -28,7 +28,7 @@ from .checkpoint import (
     save_checkpoint,
     save_model_file,
 )
-from .device import channels_last, pick_device, to_channels_last
+from .device import pick_device, sampling_network, to_channels_last
 from .diffusion import GaussianDiffusion, make_beta_schedule, respace, space_timesteps
 from .distributed import current_world
 from .nets.unet import UNet, count_parameters
@@ -352,6 +352,8 @@ def ddpm_sample(
     *,
     progress: bool = True,
     spacing: str = "linspace",
+    precision: str = "auto",
+    compile: bool = False,
 ) -> tuple[torch.Tensor, int]:
     """Draw ``n`` images with ``steps`` network evaluations each; returns (images in [-1, 1], NFE).
 
@@ -359,7 +361,8 @@ def ddpm_sample(
     Algorithm 2 on the kept steps); ``"ddim"`` the DDIM update with ``eta`` (0: deterministic).
     ``spacing`` chooses the kept steps (:func:`sampling_timesteps`).
     Seeded per batch, so a given seed gives the same images on the same device. The network runs
-    in the channels-last layout (:func:`~ddgan_core.device.channels_last`). A progress bar over
+    as :func:`~ddgan_core.device.sampling_network` sets it up: channels-last, in ``precision``
+    (``auto``: bf16 on CUDA, float32 on the CPU), compiled when ``compile``. A progress bar over
     batches and steps shows on a terminal unless ``progress`` is false.
     """
     if sampler not in SAMPLERS:
@@ -375,15 +378,14 @@ def ddpm_sample(
     batches = range(0, n, batch_size)
     bar = progress_bar(total=len(batches) * len(kept), desc=f"DDPM {sampler} K={len(kept)}",
                        enabled=progress, unit="step")
-    with channels_last(model):
+    with sampling_network(model, device, precision=precision, compile=compile) as net:
         for first in batches:
             b = min(batch_size, n - first)
             generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + first)
             x = to_channels_last(torch.randn((b, 1, 28, 28), device=device, generator=generator))
             for i in reversed(range(len(kept))):
                 t = torch.full((b,), i, device=device, dtype=torch.long)
-                with autocast_context(device):
-                    eps = model(x, timestep_map[t]).float()
+                eps = net(x, timestep_map[t])
                 noise = torch.randn(x.shape, device=device, generator=generator)
                 if sampler == "ancestral":
                     x = spaced.p_sample_from_eps(eps, x, t, noise=noise, clip=clip)

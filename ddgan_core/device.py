@@ -7,19 +7,28 @@
 - :func:`synchronize`: wait for queued GPU work, so that a timer measures the work itself.
 - :func:`channels_last`: run a convolutional network in the channels-last memory layout for the
   duration of a sampling loop, then give it back as it was.
+- :func:`autocast_context`: the precision a network runs in (:data:`PRECISIONS`).
+- :func:`sampling_network`: the three together with an optional ``torch.compile``: how every
+  sampler of the project calls its network.
 """
 
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-__all__ = ["channels_last", "default_device", "device_description", "device_name", "pick_device",
-           "synchronize", "to_channels_last"]
+__all__ = ["PRECISIONS", "autocast_context", "channels_last", "check_precision", "default_device",
+           "device_description", "device_name", "pick_device", "sampling_network", "synchronize",
+           "to_channels_last"]
+
+#: ``auto``: bf16 autocast on CUDA, float32 on the CPU (what every committed result used);
+#: ``fp32``: float32 everywhere; ``bf16``: bf16 autocast on either device (CPUs with AVX-512
+#: BF16 or AMX run its matmuls and convolutions at up to twice the float32 rate).
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def default_device() -> str:
@@ -91,3 +100,47 @@ def to_channels_last(x: torch.Tensor) -> torch.Tensor:
     """``x`` in the channels-last layout if it is an image batch (N, C, H, W), else unchanged
     (see :func:`channels_last`)."""
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
+def check_precision(precision: str) -> str:
+    """``precision`` if it is one of :data:`PRECISIONS`, else a ``ValueError`` naming them."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r} is unknown; allowed: {list(PRECISIONS)}")
+    return precision
+
+
+def autocast_context(device: str | torch.device, precision: str = "auto"
+                     ) -> torch.autocast:
+    """The autocast region for ``precision`` (:data:`PRECISIONS`) on ``device``: bf16 on CUDA
+    and float32 on the CPU for ``auto``; a disabled region for ``fp32``."""
+    device = torch.device(device)
+    check_precision(precision)
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return torch.autocast(device.type, enabled=False)
+
+
+@contextmanager
+def sampling_network(model: torch.nn.Module, device: str | torch.device, *,
+                     precision: str = "auto", compile: bool = False
+                     ) -> Iterator[Callable[..., torch.Tensor]]:
+    """``model`` as a sampling loop calls it: in channels-last (:func:`channels_last`; feed
+    inputs through :func:`to_channels_last`), under :func:`autocast_context` for ``precision``,
+    compiled with ``torch.compile`` (inductor, static shapes) when ``compile``; yields a callable
+    with the model's signature whose output is float32.
+
+    Compiling costs 20-30 s per input shape on this project's 2-core CPU (a C++ compiler is
+    needed there) and pays only over thousands of network evaluations; it is off by default.
+    Weights are inputs of the compiled graph, not constants, so a model that trains between two
+    calls samples with its current weights. ``benchmarks/bench_unet.py`` prints what each of
+    layout, precision and compilation gives on the machine it runs on.
+    """
+    check_precision(precision)
+    with channels_last(model):
+        net = torch.compile(model, dynamic=False) if compile else model
+
+        def run(*args: torch.Tensor) -> torch.Tensor:
+            with autocast_context(device, precision):
+                return net(*args).float()
+
+        yield run

@@ -37,7 +37,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ from .checkpoint import (
     save_checkpoint,
     save_model_file,
 )
-from .device import channels_last, pick_device, to_channels_last
+from .device import pick_device, sampling_network, to_channels_last
 from .diffusion import GaussianDiffusion
 from .nets.unet import count_parameters
 from .training import (
@@ -101,7 +101,7 @@ def _alpha_sigma(diffusion: GaussianDiffusion, t: torch.Tensor) -> tuple[torch.T
     return a.sqrt().view(-1, 1, 1, 1), (1.0 - a).clamp(min=0).sqrt().view(-1, 1, 1, 1)
 
 
-def predict_x_eps(net: nn.Module, kind: str, z: torch.Tensor, t: torch.Tensor,
+def predict_x_eps(net: Callable[..., torch.Tensor], kind: str, z: torch.Tensor, t: torch.Tensor,
                   diffusion: GaussianDiffusion, clip: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(x_hat, eps_hat) of a network predicting ``kind`` = "eps" or "v" at z_t (module text);
     with ``clip``, x_hat is clipped to [-1, 1] and eps_hat recomputed from it."""
@@ -166,17 +166,20 @@ def distill_target(teacher: nn.Module, teacher_kind: str, z: torch.Tensor, t: to
 @torch.no_grad()
 def distill_sample(student: nn.Module, diffusion: GaussianDiffusion, n: int, steps: int,
                    seed: int = 0, batch_size: int = 1000, device: str | torch.device | None = None,
-                   *, progress: bool = False) -> tuple[torch.Tensor, int]:
+                   *, progress: bool = False, precision: str = "fp32", compile: bool = False
+                   ) -> tuple[torch.Tensor, int]:
     """``n`` images from a v-predicting student with its ``steps`` DDIM steps on the grid t_i,
     from z ~ N(0, I) at t_N = T - 1; returns (images in [-1, 1], NFE = ``steps``). Seeded per
-    batch, and run in the channels-last layout, as :func:`~ddgan_core.ddpm.ddpm_sample`."""
+    batch, and run through :func:`~ddgan_core.device.sampling_network` (channels-last,
+    ``precision``, ``compile``) as :func:`~ddgan_core.ddpm.ddpm_sample`; ``precision`` defaults
+    to float32 on every device, as the students were distilled."""
     device = pick_device(device)
     student = student.to(device).eval()
     T, out = diffusion.num_timesteps, []
     batches = range(0, n, batch_size)
     bar = progress_bar(total=len(batches) * steps, desc=f"student K={steps}", enabled=progress,
                        unit="step")
-    with channels_last(student):
+    with sampling_network(student, device, precision=precision, compile=compile) as net:
         for first in batches:
             b = min(batch_size, n - first)
             gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + first)
@@ -185,7 +188,7 @@ def distill_sample(student: nn.Module, diffusion: GaussianDiffusion, n: int, ste
                 t = torch.full((b,), grid_timestep(i, steps, T), device=device, dtype=torch.long)
                 s = torch.full((b,), grid_timestep(i - 1, steps, T), device=device,
                                dtype=torch.long)
-                x, eps = predict_x_eps(student, "v", z, t, diffusion, clip=True)
+                x, eps = predict_x_eps(net, "v", z, t, diffusion, clip=True)
                 z = _ddim_move(x, eps, s, diffusion)
                 bar.update(1)
             out.append(z.clamp(-1, 1).cpu().contiguous())

@@ -22,7 +22,7 @@ from . import ddgan
 from .budget import BUDGET_FILE, num_threads, planned_steps
 from .cache import Result, ResultCache, write_json_atomic
 from .checkpoint import find_model_file
-from .device import pick_device, synchronize
+from .device import check_precision, pick_device, synchronize
 from .plotting import save_grid
 from .profiles import get_profile
 from .training import TrainingPaused, progress_bar
@@ -48,6 +48,7 @@ VERSIONS = {
     "distilled_student": 1,
     "frontier_point": 1,
     "frontier_speed": 1,
+    "fast_sampling_speed": 1,
 }
 #: Profile keys that never enter a key: how often state is saved or logged.
 CADENCE_KEYS = ("ddpm_checkpoint_every", *ddgan.CADENCE_KEYS)
@@ -213,20 +214,21 @@ def ddpm_grid_point(
 
 
 def _ddpm_sampler(model, diffusion, sampler: str, spacing: str, steps: int, seed: int,
-                  batch_size: int, device: torch.device, eta: float = 0.0
+                  batch_size: int, device: torch.device, eta: float = 0.0, **network: Any
                   ) -> Callable[[int], tuple[torch.Tensor, int]]:
     """``sample(n) -> (images, nfe)`` of a DDPM with ``sampler`` (ancestral or DDIM of
     :func:`~ddgan_core.ddpm.ddpm_sample`, or a solver of :data:`~ddgan_core.solvers.SOLVERS`),
-    ``spacing`` and ``steps``, seeded per batch of ``batch_size``."""
+    ``spacing`` and ``steps``, seeded per batch of ``batch_size``; ``network``: ``precision``
+    and ``compile`` of :func:`~ddgan_core.device.sampling_network`."""
     from . import ddpm, solvers
 
     if sampler in solvers.SOLVERS:
         return lambda n: solvers.solver_sample(model, diffusion, n, steps, sampler, spacing,
                                                seed=seed, batch_size=batch_size, device=device,
-                                               progress=False)
+                                               progress=False, **network)
     return lambda n: ddpm.ddpm_sample(model, diffusion, n, steps, sampler, eta, seed=seed,
                                       batch_size=batch_size, device=device, spacing=spacing,
-                                      progress=False)
+                                      progress=False, **network)
 
 
 def solver_grid(profile: dict[str, Any], cache: ResultCache | None = None,
@@ -331,12 +333,14 @@ def _ddgan_cadence(profile: dict[str, Any]) -> dict[str, int | None]:
             "log_every": profile["ddgan_log_every"] or None}
 
 
-def _ddgan_sampler(generator, diffusion, config, device, seed: int):
-    """``sample(n) -> (images, nfe)`` for :func:`_evaluate_sampler` from a DDGAN generator."""
+def _ddgan_sampler(generator, diffusion, config, device, seed: int, **network: Any):
+    """``sample(n) -> (images, nfe)`` for :func:`_evaluate_sampler` from a DDGAN generator
+    (``network``: ``precision`` and ``compile`` of :func:`~ddgan_core.device.sampling_network`)."""
     from . import ddgan
 
     return lambda n: ddgan.ddgan_sample(generator, diffusion, n, config["ddgan_nz"], seed=seed,
-                                        batch_size=config["eval_batch_size"], device=device)
+                                        batch_size=config["eval_batch_size"], device=device,
+                                        **network)
 
 
 def ddgan_model(profile: dict[str, Any], cache: ResultCache | None = None) -> Result:
@@ -1076,10 +1080,13 @@ FRONTIER_METHODS = ("ddpm", "student", "ddgan")
 
 
 def frontier_point(profile: dict[str, Any], method: str, sampler: str = "", steps: int = 0,
-                   spacing: str = "trailing", cache: ResultCache | None = None) -> Result:
+                   spacing: str = "trailing", cache: ResultCache | None = None, *,
+                   precision: str = "auto", compile: bool = False) -> Result:
     """One point of chapter 7's frontier: ``sweep_samples`` images (the n of the
     hyper-parameter and kernel points drawn beside it) of a model of the equal-compute pair,
     every metric with its bootstrap interval and the class histogram, as a sweep point.
+    ``precision`` and ``compile`` set up the network (:func:`~ddgan_core.device.sampling_network`;
+    they enter the key only when they differ from the defaults, float32 eager on the CPU).
 
     ``method``: "ddpm" (:func:`ddpm_budget_model` with ``sampler``, ``spacing`` and ``steps``:
     a sampler of :func:`~ddgan_core.ddpm.ddpm_sample` or :data:`~ddgan_core.solvers.SOLVERS`),
@@ -1090,6 +1097,8 @@ def frontier_point(profile: dict[str, Any], method: str, sampler: str = "", step
 
     if method not in FRONTIER_METHODS:
         raise ValueError(f"method={method!r} is unknown; valid: {list(FRONTIER_METHODS)}")
+    network = {"precision": check_precision(precision), "compile": bool(compile)}
+    fast = {k: v for k, v in network.items() if v != {"precision": "auto", "compile": False}[k]}
     cache = cache or ResultCache()
     if method == "ddpm":
         if sampler not in (*ddpm.SAMPLERS, *solvers.SOLVERS) or spacing not in ddpm.SPACINGS:
@@ -1111,7 +1120,7 @@ def frontier_point(profile: dict[str, Any], method: str, sampler: str = "", step
         "frontier_point", profile, model_key=model.key, method=method, sampler=sampler,
         spacing=spacing, steps=int(steps), n=profile["sweep_samples"], seed=profile["seed"],
         eval_batch_size=profile["eval_batch_size"], bootstrap=profile["bootstrap_replicates"],
-        extractor=CHECKPOINT_SHA256)
+        extractor=CHECKPOINT_SHA256, **fast)
 
     def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
         device = pick_device()
@@ -1119,18 +1128,20 @@ def frontier_point(profile: dict[str, Any], method: str, sampler: str = "", step
         if method == "ddgan":
             generator = ddgan.load_generator(find_model_file(model.path, "ddgan"), device)
             diffusion = ddgan.make_ddgan_diffusion(profile["ddgan_timesteps"])
-            sample = _ddgan_sampler(generator, diffusion, profile, device, seed)
+            sample = _ddgan_sampler(generator, diffusion, profile, device, seed, **network)
         elif method == "student":
             from .distillation import distill_sample, load_student, student_file
 
             net, diffusion, _ = load_student(model.path / student_file(k), device)
+            student = {**network, "precision": "fp32" if precision == "auto" else precision}
 
             def sample(n: int):
                 return distill_sample(net, diffusion, n, k, seed=seed, batch_size=batch,
-                                      device=device)
+                                      device=device, **student)
         else:
             net, diffusion = ddpm.load_model(find_model_file(model.path, "ddpm"), device)
-            sample = _ddpm_sampler(net, diffusion, sampler, spacing, k, seed, batch, device)
+            sample = _ddpm_sampler(net, diffusion, sampler, spacing, k, seed, batch, device,
+                                   **network)
         return _evaluate_sampler(sample, config["n"], device, workdir, classes=True,
                                  bootstrap=config["bootstrap"])
 
@@ -1230,6 +1241,87 @@ def frontier_speed(profile: dict[str, Any], cache: ResultCache | None = None) ->
                                                 device=device)
 
 
+#: The network set-ups chapter 7 times: (precision, compile) of
+#: :func:`~ddgan_core.device.sampling_network`, float32 eager (every committed sample) first.
+NETWORK_MODES = (("fp32", False), ("bf16", False), ("fp32", True), ("bf16", True))
+
+
+def fast_sampling(profile: dict[str, Any], cache: ResultCache | None = None) -> list[Result]:
+    """The DDGAN and each (sampler, spacing, K) of ``fast_sampling_ddpm`` drawn again as
+    :func:`frontier_point` entries with the network in bf16 through ``torch.compile``: the same
+    seeds, n and extractor as their float32 frontier points, so the two rows differ by the
+    arithmetic alone."""
+    cache = cache or ResultCache()
+    points = [("ddgan", "", 0, "trailing")] + [
+        ("ddpm", s, int(k), sp) for s, sp, k in profile["fast_sampling_ddpm"]]
+    results = []
+    for method, sampler, k, spacing in points:
+        check_deadline(f"fast_sampling {method} {sampler} K={k}")
+        results.append(frontier_point(profile, method, sampler, k, spacing, cache,
+                                      precision="bf16", compile=True))
+    return results
+
+
+def fast_sampling_speed(profile: dict[str, Any], cache: ResultCache | None = None) -> Result:
+    """Seconds per image of the samplers of :func:`fast_sampling` in every
+    :data:`NETWORK_MODES`, timed in one run on one device with :func:`frontier_speed`'s harness
+    (warm-up, median of repeats, batch 16 on a CPU, 64 on a GPU, ``budget_threads`` threads) on
+    freshly initialised networks. ``first_call_seconds`` is the first, untimed call: with
+    ``compile``, it includes compiling the network for the batch's shape."""
+    from . import ddpm
+    from .metrics.speed import measure_speed
+
+    device = pick_device()
+    batch = 64 if device.type == "cuda" else 16
+    threads = int(profile["budget_threads"])
+    unet = {k: profile[k] for k in ddpm.MODEL_KEYS + ddpm.DIFFUSION_KEYS}
+    gan = ddgan.training_config(profile, without=("seed", "ddgan_train_steps"))
+    config = _keyed("fast_sampling_speed", profile, unet=unet, generator=gan,
+                    ddpm_points=sorted(list(p) for p in profile["fast_sampling_ddpm"]),
+                    modes=[list(m) for m in NETWORK_MODES], batch=batch, device=device.type,
+                    threads=threads, torch=torch.__version__)
+
+    def time_sampler(sample: Callable[[int], torch.Tensor], nfe: int) -> dict[str, Any]:
+        synchronize(device)
+        start = time.perf_counter()
+        sample(batch)
+        synchronize(device)
+        first = time.perf_counter() - start
+        return {"first_call_seconds": first, **measure_speed(
+            sample, batch, batch, nfe, device, warmup=1,
+            repeats=5 if nfe <= 10 else 3 if nfe < 500 else 2, progress=False)}
+
+    def rows() -> list[dict[str, Any]]:
+        out = []
+        torch.manual_seed(0)
+        net = ddpm.make_model(unet).to(device).eval()
+        diffusion = ddpm.make_diffusion(unet)
+        generator = ddgan.make_generator(profile).to(device).eval()
+        chain = ddgan.make_ddgan_diffusion(profile["ddgan_timesteps"])
+        T, nz = int(profile["ddgan_timesteps"]), int(profile["ddgan_nz"])
+        for precision, compile in NETWORK_MODES:
+            mode = {"precision": precision, "compile": compile}
+            out.append({"method": "ddgan", "sampler": "ddgan", "spacing": "chain", "steps": T,
+                        **mode, **time_sampler(
+                            lambda b, m=mode: ddgan.ddgan_sample(
+                                generator, chain, b, nz, batch_size=b, device=device,
+                                progress=False, **m)[0], T)})
+            for sampler, spacing, k in config["ddpm_points"]:
+                sample = _ddpm_sampler(net, diffusion, sampler, spacing, k, 0, batch, device,
+                                       **mode)
+                out.append({"method": "ddpm", "sampler": sampler, "spacing": spacing,
+                            "steps": k, **mode,
+                            **time_sampler(lambda b, f=sample: f(b)[0], k)})
+        return out
+
+    def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
+        with num_threads(threads):
+            return {"rows": rows(), "threads": torch.get_num_threads()}
+
+    return (cache or ResultCache()).load_or_run("fast_sampling_speed", config, compute,
+                                                device=device)
+
+
 def _read_progress(path: Path) -> list[dict[str, Any]]:
     """The progress evaluations an interrupted DDGAN run has made so far ([] when none)."""
     if not path.exists():
@@ -1266,6 +1358,8 @@ EXPERIMENTS: dict[str, Callable[[dict[str, Any], ResultCache | None], Any]] = {
     "distilled_student": distilled_student,
     "frontier": frontier,
     "frontier_speed": frontier_speed,
+    "fast_sampling": fast_sampling,
+    "fast_sampling_speed": fast_sampling_speed,
 }
 
 

@@ -112,6 +112,9 @@ _BASE: dict[str, Any] = {
     "frontier_ddpm": [[s, "trailing", k] for s in ("ddim", "dpmsolver++3m")
                       for k in (1, 2, 4, 8, 10, 20, 50)] + [["ancestral", "linspace", k]
                                                             for k in (100, 1000)],
+    # the frontier's samplers drawn again in bf16 through torch.compile (chapter 7): the DDGAN
+    # and these [sampler, spacing, K] of the DDPM, n = sweep_samples
+    "fast_sampling_ddpm": [["ddim", "trailing", 10], ["ancestral", "linspace", 100]],
     # progressive distillation of that DDPM (ddgan_core.distillation), budget_minutes if set
     "distill_start_steps": 16,      # steps of the first student (a power of two), halved to 1
     "distill_train_steps": 8_000,   # steps over all rounds when budget_minutes = 0
@@ -175,6 +178,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "kernel_study_losses": ["ns", "wgan-gp"],
         "image_kernel_components": 3,
         "frontier_ddpm": [["ddim", "trailing", 1], ["dpmsolver++", "trailing", 2]],
+        "fast_sampling_ddpm": [["ddim", "trailing", 1]],
         "distill_start_steps": 2,
         "distill_train_steps": 4,
         "distill_batch_size": 4,

@@ -22,9 +22,9 @@ from torch import nn
 from tqdm import TqdmWarning
 
 from .ddpm import SPACINGS
-from .device import pick_device
+from .device import pick_device, sampling_network, to_channels_last
 from .diffusion import GaussianDiffusion
-from .training import autocast_context, progress_bar
+from .training import progress_bar
 
 #: Solver name -> (diffusers scheduler class name, its settings).
 SOLVERS = {
@@ -76,9 +76,12 @@ def solver_sample(
     *,
     shape: tuple[int, ...] = (1, 28, 28),
     progress: bool = True,
+    precision: str = "auto",
+    compile: bool = False,
 ) -> tuple[torch.Tensor, int]:
     """Draw ``n`` samples with ``solver`` in ``steps`` network evaluations each; returns
-    (samples clamped to [-1, 1], NFE). Seeded per batch as
+    (samples clamped to [-1, 1], NFE). Seeded per batch, and the network run through
+    :func:`~ddgan_core.device.sampling_network` (channels-last, ``precision``, ``compile``), as
     :func:`~ddgan_core.ddpm.ddpm_sample` (the same starting noise for the same seed)."""
     if n < 1 or batch_size < 1:
         raise ValueError(f"n={n} and batch_size={batch_size} must be >= 1")
@@ -89,17 +92,16 @@ def solver_sample(
     batches = range(0, n, batch_size)
     bar = progress_bar(total=len(batches) * steps, desc=f"{solver} K={steps}", enabled=progress,
                        unit="step")
-    for first in batches:
-        b = min(batch_size, n - first)
-        scheduler = make_scheduler(solver, diffusion, steps, spacing)  # fresh multistep state
-        generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + first)
-        x = torch.randn((b, *shape), device=device, generator=generator)
-        for t in scheduler.timesteps:
-            tt = torch.full((b,), int(t), device=device, dtype=torch.long)
-            with autocast_context(device):
-                eps = model(x, tt).float()
-            x = scheduler.step(eps, t, x).prev_sample
-            bar.update(1)
-        out.append(x.clamp(-1, 1).cpu())
+    with sampling_network(model, device, precision=precision, compile=compile) as net:
+        for first in batches:
+            b = min(batch_size, n - first)
+            scheduler = make_scheduler(solver, diffusion, steps, spacing)  # fresh multistep state
+            generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + first)
+            x = to_channels_last(torch.randn((b, *shape), device=device, generator=generator))
+            for t in scheduler.timesteps:
+                tt = torch.full((b,), int(t), device=device, dtype=torch.long)
+                x = scheduler.step(net(x, tt), t, x).prev_sample
+                bar.update(1)
+            out.append(x.clamp(-1, 1).cpu().contiguous())
     bar.close()
     return torch.cat(out), steps

@@ -33,14 +33,7 @@ from .checkpoint import (  # noqa: F401 - re-exported for code written against t
     require_format,
     save_checkpoint,
 )
-from .device import pick_device, synchronize  # noqa: F401 - re-exported
-
-
-def autocast_context(device: torch.device):
-    """bf16 autocast on CUDA; a no-op on CPU (bf16 is slower than fp32 on CPUs without AMX)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
+from .device import autocast_context, pick_device, synchronize  # noqa: F401 - re-exported
 
 
 class EMA:

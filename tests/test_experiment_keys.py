@@ -39,6 +39,8 @@ NOT_IN_KEY = {
     "kernel_study_losses",     # which chapter-6 runs exist; each run's key holds its loss
     "frontier_ddpm",           # which frontier points exist; each point's key holds its
                                # sampler, spacing and K (frontier_speed's key holds them all)
+    "fast_sampling_ddpm",      # the same for their bf16 points (fast_sampling_speed's key
+                               # holds them all)
     "toy_study_seeds",         # which toy runs exist; each run's key holds its seed, mixture
     "toy_study_mixtures",
     "ddgan_loss",              # in a key only when not "ns": a key without it means ns

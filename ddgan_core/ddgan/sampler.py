@@ -19,7 +19,7 @@ weights, the :data:`ARCH_KEYS` values and the format tag :data:`GENERATOR_FORMAT
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +34,10 @@ from ..checkpoint import (
     read_model_file,
     save_model_file,
 )
-from ..device import channels_last, pick_device, to_channels_last
+from ..device import pick_device, sampling_network, to_channels_last
 from ..diffusion import GaussianDiffusion, make_beta_schedule
 from ..nets.unet import UNet
-from ..training import autocast_context, progress_bar, restoring
+from ..training import progress_bar, restoring
 
 #: Profile keys that fix the networks' shapes (a checkpoint must match them to resume).
 ARCH_KEYS = ("ddgan_timesteps", "ddgan_nz", "ddgan_channels", "ddgan_res_blocks",
@@ -100,7 +100,7 @@ def make_ddgan_diffusion(num_timesteps: int) -> GaussianDiffusion:
 
 
 def generator_posterior_sample(
-    generator: nn.Module,
+    generator: Callable[..., torch.Tensor],
     diffusion: GaussianDiffusion,
     x_t: torch.Tensor,
     t: torch.Tensor,
@@ -180,6 +180,8 @@ def ddgan_sample(
     return_chain: bool = False,
     clamp: bool = True,
     progress: bool = True,
+    precision: str = "auto",
+    compile: bool = False,
 ):
     """Draw ``n`` samples with the DDGAN reverse chain; returns ``(samples, nfe)``.
 
@@ -189,7 +191,8 @@ def ddgan_sample(
     the result is G's last x_0 prediction). ``nfe = T`` generator calls per sample. Samples are
     float32 on the CPU, clamped to [-1, 1] when ``clamp``; deterministic for a ``seed`` on a
     given device (batches are drawn in order from one generator seeded with ``seed``). The
-    generator runs in the channels-last layout (:func:`~ddgan_core.device.channels_last`).
+    generator runs as :func:`~ddgan_core.device.sampling_network` sets it up: channels-last, in
+    ``precision`` (``auto``: bf16 on CUDA, float32 on the CPU), compiled when ``compile``.
     ``return_chain=True`` returns ``(samples, nfe, chain)`` with chain [T + 1, n, ...]: the
     starting noise then the state after each step. A progress bar over the batches shows on a
     terminal unless ``progress`` is false.
@@ -205,7 +208,7 @@ def ddgan_sample(
     generator.eval()
     outputs, chains = [], []
     try:
-        with channels_last(generator):
+        with sampling_network(generator, device, precision=precision, compile=compile) as net:
             for start in progress_bar(range(0, n, batch_size), desc="DDGAN sampling",
                                       enabled=progress, unit="batch"):
                 b = min(batch_size, n - start)
@@ -215,8 +218,7 @@ def ddgan_sample(
                     t = torch.full((b,), i, device=device, dtype=torch.long)
                     z = torch.randn(b, nz, generator=gen, device=device)
                     noise = torch.randn((b, *shape), generator=gen, device=device)
-                    with autocast_context(device):
-                        x, _ = generator_posterior_sample(generator, diffusion, x, t, z, noise)
+                    x, _ = generator_posterior_sample(net, diffusion, x, t, z, noise)
                     if chain is not None:
                         chain.append(x.cpu().contiguous())
                 outputs.append((x.clamp(-1.0, 1.0) if clamp else x).cpu().contiguous())
