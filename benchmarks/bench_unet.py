@@ -13,13 +13,19 @@
        channels-last against the better of diffusers' two layouts. Target: >= 1.2x.
    (b) Training: images/s of forward + MSE loss against the noise + backward + AdamW step, same
        batch, default layout for both (channels-last for both as extra rows). Target: >= 1.0x.
+   (c) Sampling set-ups: both networks through ``device.sampling_network`` (channels-last) in
+       each precision (fp32, bf16 autocast) with and without ``torch.compile``: the project's
+       compiled network against diffusers' eager one (what ``--compile`` of the samplers gives a
+       user over a plain ``UNet2DModel``), and like for like (both compiled). Compiling costs
+       20-30 s per network and set-up on a 2-core CPU; ``--no-compile`` skips those rows.
 2. Roofline: achieved FLOP/s of the project's DDPM UNet and of the DDGAN generator (a
    ``DDGANGenerator`` around the UNet of the profile's DDPM size with ``z_dim = ddgan_nz``, as in
    ``bench_ddgan.py``), forward (channels-last, as sampled) and forward + backward (default
    layout, as trained), as a fraction of the device's matmul peak measured in the same run (a
-   square fp32 matmul, 2048 on CPU and 8192 on CUDA, 2 n^3 FLOPs; on CUDA, where the networks
-   run under bf16 autocast, the bf16 peak too). FLOPs come from ``FlopCounterMode`` (matmuls,
-   convolutions, attention), counted once per network at the benchmark's batch.
+   square fp32 matmul, 2048 on CPU and 8192 on CUDA, 2 n^3 FLOPs; and the bf16 peak, which the
+   networks use under bf16 autocast: on CUDA always, on a CPU with the samplers'
+   ``precision="bf16"``). FLOPs come from ``FlopCounterMode`` (matmuls, convolutions,
+   attention), counted once per network at the benchmark's batch.
 
 Times are medians over ``--repeats`` single calls after ``--warmup`` untimed calls; networks
 run under ``autocast_context`` (bf16 on CUDA, fp32 on CPU).
@@ -45,7 +51,12 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 
 from ddgan_core import ddpm
 from ddgan_core.ddgan import DDGANGenerator
-from ddgan_core.device import channels_last, device_description, to_channels_last
+from ddgan_core.device import (
+    channels_last,
+    device_description,
+    sampling_network,
+    to_channels_last,
+)
 from ddgan_core.nets.unet import UNet, count_parameters
 from ddgan_core.profiles import get_profile
 from ddgan_core.training import autocast_context, pick_device, synchronize
@@ -254,8 +265,64 @@ def bench_against_diffusers(cfg: dict, device: torch.device, args: argparse.Name
     print(f"       project/diffusers, both channels-last: {training_last:.3f}")
     print(f"       headline: project/diffusers, both contiguous {training:.3f}  "
           f"(target >= {TRAINING_TARGET:.1f}x: {_verdict(training, TRAINING_TARGET)})")
+    setups = bench_setups(nets, device, args)
     return {"params": n_theirs / n_ours, "sampling": sampling, "training": training,
-            "training_last": training_last}
+            "training_last": training_last, **setups}
+
+
+class _SampleTensor(nn.Module):
+    """A diffusers model whose forward returns its output's ``.sample`` tensor."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.inner(x, t).sample
+
+
+def setup_time(model: nn.Module, device: torch.device, batch: int, precision: str,
+               compile: bool, repeats: int, warmup: int) -> float:
+    """Seconds per forward pass of ``batch`` images through ``sampling_network`` (the first
+    call, which compiles, is among the warm-up calls)."""
+    model.eval()
+    x = to_channels_last(torch.randn(batch, 1, IMAGE_SIZE, IMAGE_SIZE, device=device))
+    t = torch.randint(0, 1000, (batch,), device=device)
+    with torch.inference_mode(), sampling_network(model, device, precision=precision,
+                                                  compile=compile) as net:
+        return median_time(lambda: net(x, t), device, repeats, max(warmup, 1))
+
+
+def bench_setups(nets: list[Net], device: torch.device, args: argparse.Namespace
+                 ) -> dict[str, float]:
+    """(c): images/s per evaluation of both networks in every (precision, compile) set-up."""
+    models = {"project": nets[0].model, "diffusers": _SampleTensor(nets[1].model)}
+    compiles = (False,) if args.no_compile else (False, True)
+    b = args.batch
+    rate = {(name, precision, compile): b / setup_time(model, device, b, precision, compile,
+                                                       args.repeats, args.warmup)
+            for precision in ("fp32", "bf16") for compile in compiles
+            for name, model in models.items()}
+    print(f"   (c) sampling set-ups, batch {b}, channels-last: images/s per network evaluation")
+    print("       precision compile     project  diffusers  project/diffusers")
+    for precision in ("fp32", "bf16"):
+        for compile in compiles:
+            ours = rate["project", precision, compile]
+            theirs = rate["diffusers", precision, compile]
+            print(f"       {precision:9s} {'yes' if compile else 'no':7s} {ours:11.1f} "
+                  f"{theirs:10.1f} {ours / theirs:18.3f}")
+    out: dict[str, float] = {}
+    if not args.no_compile:
+        for precision in ("fp32", "bf16"):
+            ratio = rate["project", precision, True] / rate["diffusers", precision, False]
+            out[f"compiled_{precision}"] = ratio
+            print(f"       project compiled / diffusers eager, both {precision}: {ratio:.3f}  "
+                  f"(target >= {SAMPLING_TARGET:.1f}x: {_verdict(ratio, SAMPLING_TARGET)})")
+        fastest = rate["project", "bf16", True] / rate["project", "fp32", False]
+        out["bf16_compiled_over_fp32"] = fastest
+        print(f"       project bf16 compiled / project fp32 eager (the samplers' default): "
+              f"{fastest:.3f}")
+    return out
 
 
 # ---------------------------------------------------------------- 2. roofline
@@ -326,9 +393,9 @@ def _print_roofline(name: str, what: str, flops: int, batch: int, seconds: float
 def bench_roofline(cfg: dict, profile: dict, device: torch.device, args: argparse.Namespace
                    ) -> dict[str, float]:
     n = args.matmul_n or (8192 if device.type == "cuda" else 2048)
-    peaks = {"fp32": matmul_peak(device, n, torch.float32, args.repeats, args.warmup)}
-    if device.type == "cuda":  # the networks run under bf16 autocast there
-        peaks["bf16"] = matmul_peak(device, n, torch.bfloat16, args.repeats, args.warmup)
+    # both: the networks run under bf16 autocast on CUDA, and bf16 is the samplers' option
+    peaks = {kind: matmul_peak(device, n, dtype, args.repeats, args.warmup)
+             for kind, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
     print(f"2. roofline, batch {args.batch}: matmul peak ({n}x{n}) "
           + ", ".join(f"{kind} {peak / 1e9:.1f} GFLOP/s" for kind, peak in peaks.items()))
     torch.manual_seed(0)
@@ -355,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5, help="timed calls (median)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls before them")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="skip the torch.compile rows of (c) (about 2 min on a 2-core CPU)")
     parser.add_argument("--matmul-n", type=int, default=None,
                         help="size of the peak matmul (default: 2048 on CPU, 8192 on CUDA)")
     args = parser.parse_args(argv)
@@ -376,6 +445,11 @@ def main(argv: list[str] | None = None) -> int:
           f"(target >= {SAMPLING_TARGET:.1f})")
     print(f"   training   project/diffusers      {ratios['training']:.3f}  "
           f"(target >= {TRAINING_TARGET:.1f}; channels-last {ratios['training_last']:.3f})")
+    for precision in ("fp32", "bf16"):
+        if f"compiled_{precision}" in ratios:
+            print(f"   sampling   compiled/eager {precision}    "
+                  f"{ratios[f'compiled_{precision}']:.3f}  (project compiled against diffusers "
+                  "eager; like for like in (c))")
     for key, value in fractions.items():
         print(f"   roofline   {key:22s} {value:6.1%} of fp32 matmul peak")
     return 0

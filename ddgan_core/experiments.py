@@ -1267,7 +1267,9 @@ def fast_sampling_speed(profile: dict[str, Any], cache: ResultCache | None = Non
     :data:`NETWORK_MODES`, timed in one run on one device with :func:`frontier_speed`'s harness
     (warm-up, median of repeats, batch 16 on a CPU, 64 on a GPU, ``budget_threads`` threads) on
     freshly initialised networks. ``first_call_seconds`` is the first, untimed call: with
-    ``compile``, it includes compiling the network for the batch's shape."""
+    ``compile``, it includes compiling the network for the batch's shape, from scratch (the
+    compiler's on-disk caches are off for this run; a network two samplers share is compiled
+    once, for the first)."""
     from . import ddpm
     from .metrics.speed import measure_speed
 
@@ -1315,7 +1317,11 @@ def fast_sampling_speed(profile: dict[str, Any], cache: ResultCache | None = Non
         return out
 
     def compute(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
-        with num_threads(threads):
+        import torch._dynamo
+        import torch._inductor.config
+
+        torch._dynamo.reset()  # nothing compiled earlier in this process is reused
+        with num_threads(threads), torch._inductor.config.patch(force_disable_caches=True):
             return {"rows": rows(), "threads": torch.get_num_threads()}
 
     return (cache or ResultCache()).load_or_run("fast_sampling_speed", config, compute,

@@ -13,7 +13,8 @@ training it needed. Two groups:
   the seeds' intervals), on the plot for their shape, not as equals of the first group.
 
 The front is the set of rows that no other row beats on both cost and FID
-(:func:`pareto_front`).
+(:func:`pareto_front`). :func:`fast_sampling_rows` sets the DDGAN and two DDPM samplers beside
+themselves with the network in bf16 through ``torch.compile``: same images, faster arithmetic.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from .cache import ResultCache
 
-__all__ = ["GROUPS", "best_within", "frontier_rows", "pareto_front"]
+__all__ = ["GROUPS", "best_within", "fast_sampling_rows", "frontier_rows", "pareto_front"]
 
 GROUPS = ("equal compute", "sweep budget")
 _METRICS = ("fid", "kid", "precision", "recall", "coverage")
@@ -68,6 +69,15 @@ def _point_row(result, label: str, group: str) -> dict[str, Any]:
     return row
 
 
+def _label(config: dict[str, Any]) -> str:
+    """A frontier point's name from its key: "DDGAN, T = 4", "DDIM, K = 10", ..."""
+    if config["method"] == "ddgan":
+        return f"DDGAN, T = {config['steps']}"
+    if config["method"] == "student":
+        return f"distilled student, K = {config['steps']}"
+    return f"{_SAMPLER_NAMES.get(config['sampler'], config['sampler'])}, K = {config['steps']}"
+
+
 def _seed_rows(results: list, label: str, nfe: int) -> dict[str, Any]:
     """A row from the seeds of a sweep-budget point: means, the union of the intervals."""
     from .experiments import sweep_point_summary
@@ -108,16 +118,9 @@ def frontier_rows(profile: dict[str, Any], cache: ResultCache | None = None
     rows = []
     for result in ex.frontier(profile, cache):
         c = result.config
-        if c["method"] == "ddgan":
-            row = _point_row(result, f"DDGAN, T = {c['steps']}", GROUPS[0])
-            row["train_minutes"] = gan_minutes
-        elif c["method"] == "student":
-            row = _point_row(result, f"distilled student, K = {c['steps']}", GROUPS[0])
-            row["train_minutes"] = ddpm_minutes + student_minutes
-        else:
-            name = _SAMPLER_NAMES.get(c["sampler"], c["sampler"])
-            row = _point_row(result, f"{name}, K = {c['steps']}", GROUPS[0])
-            row["train_minutes"] = ddpm_minutes
+        row = _point_row(result, _label(c), GROUPS[0])
+        row["train_minutes"] = {"ddgan": gan_minutes, "student": ddpm_minutes + student_minutes
+                                }.get(c["method"], ddpm_minutes)
         row.update(method=c["method"], sampler=c["sampler"], family=(
             c["method"] if c["method"] != "ddpm" else f"ddpm {c['sampler']}"))
         row["ms_per_image"] = 1e3 * timed[(c["method"], c["sampler"], c["spacing"],
@@ -138,3 +141,39 @@ def frontier_rows(profile: dict[str, Any], cache: ResultCache | None = None
                ms_per_image=1e3 * timed[("mixture", "mixture", "chain", T)])
     rows.append(row)
     return rows, {"speed": speed, "ddpm": ddpm_model, "ddgan": gan_model, "student": student}
+
+
+def fast_sampling_rows(profile: dict[str, Any], cache: ResultCache | None = None
+                       ) -> tuple[list[dict[str, Any]], Any]:
+    """One row per sampler of :func:`~ddgan_core.experiments.fast_sampling`: ``label``, ``nfe``;
+    ``ms``, milliseconds per image in each (precision, compile) of
+    :data:`~ddgan_core.experiments.NETWORK_MODES` and ``first_call_s``, the first call's
+    seconds in each (both from :func:`~ddgan_core.experiments.fast_sampling_speed`);
+    ``compile_s``, how much longer the first bf16 compiled call took than a timed one;
+    ``speedup``, float32 eager over bf16 compiled; ``fp32`` and ``bf16``, the scored rows
+    (:func:`frontier_rows`' fields) of its float32 frontier point and of the same point drawn
+    in bf16 through ``torch.compile``. Returns (rows, the timing entry)."""
+    from . import experiments as ex
+
+    cache = cache or ResultCache()
+    speed = ex.fast_sampling_speed(profile, cache)
+    timed: dict[tuple, dict[tuple[str, bool], dict[str, Any]]] = {}
+    for r in speed.metrics["rows"]:
+        point = (r["method"], r["sampler"], r["spacing"], int(r["steps"]))
+        timed.setdefault(point, {})[r["precision"], bool(r["compile"])] = r
+    rows = []
+    for fast in ex.fast_sampling(profile, cache):
+        c = fast.config
+        method, sampler = c["method"], c["sampler"] if c["method"] == "ddpm" else ""
+        plain = ex.frontier_point(profile, method, sampler, int(c["steps"]),
+                                  c["spacing"] if method == "ddpm" else "trailing", cache)
+        modes = timed[(method, c["sampler"], c["spacing"], int(c["steps"]))]
+        ms = {mode: 1e3 * r["seconds_per_image"] for mode, r in modes.items()}
+        compiled = modes["bf16", True]
+        rows.append({"label": _label(c), "nfe": int(fast.metrics["nfe"]), "ms": ms,
+                     "first_call_s": {mode: r["first_call_seconds"] for mode, r in modes.items()},
+                     "compile_s": compiled["first_call_seconds"] - compiled["seconds_total"],
+                     "speedup": ms["fp32", False] / ms["bf16", True],
+                     "fp32": _point_row(plain, _label(c), GROUPS[0]),
+                     "bf16": _point_row(fast, _label(c), GROUPS[0])})
+    return rows, speed

@@ -27,12 +27,12 @@
 # ```bash
 # python -m ddgan_core book --profile cpu --only 07_frontier
 # python -m ddgan_core reproduce --profile cpu --only distilled_student \
-#     --only frontier --only frontier_speed
+#     --only frontier --only frontier_speed --only fast_sampling --only fast_sampling_speed
 # papermill notebooks/07_frontier.ipynb out.ipynb -p profile cpu -p distill_start_steps 4
 # python -m ddgan_core sweep notebooks/07_frontier -p distill_lr 0.0001 0.0002 --profile cpu
 # ```
 #
-# **Cost.** The {glue:text}`fr_points` points and the timing run were
+# **Cost.** The {glue:text}`fr_points` points and the two timing runs were
 # {glue:text}`fr_source`, computed {glue:text}`fr_where` in {glue:text}`fr_eval_min:.0f`
 # minutes; the distillation trained for {glue:text}`fr_student_min:.0f` minutes on top of the
 # teacher's {glue:text}`fr_teacher_min:.0f`. Executing this page took
@@ -80,7 +80,13 @@ from PIL import Image
 
 from ddgan_core.cache import ResultCache
 from ddgan_core.distillation import distill_rounds
-from ddgan_core.frontier import GROUPS, best_within, frontier_rows, pareto_front
+from ddgan_core.frontier import (
+    GROUPS,
+    best_within,
+    fast_sampling_rows,
+    frontier_rows,
+    pareto_front,
+)
 from ddgan_core.plotting import cost, figure_png, machine_label, use_book_style
 from ddgan_core.profiles import get_profile, overrides_from
 from ddgan_core.sweep import intervals_overlap
@@ -387,11 +393,77 @@ glue("fig_frontier_samples", figure_png(fig), display=False)
 # with DPM-Solver++(3M) at 4 and 10 steps.
 # ```
 
+# %% [markdown]
+# ## Faster arithmetic, the same samplers
+#
+# Every time above is the samplers' default: float32, run eagerly, the network in the
+# channels-last layout. Two changes leave the models, the samplers and their seeds alone and
+# change only how each network evaluation is computed. **bf16 autocast** runs convolutions and
+# matrix products in bfloat16 (8 bits of mantissa instead of 23), which CPUs with AVX-512 BF16
+# instructions, such as this one, or AMX execute faster than float32 (`benchmarks/bench_unet.py`
+# prints the square-matmul peak of both). **`torch.compile`** traces the network once and
+# generates fused code for it: group norm, SiLU and the residual additions in one pass over
+# memory instead of several. Both are options of every sampler (`precision="bf16"`,
+# `compile=True`; `--precision bf16 --compile` on the command line). The question is what they
+# cost in quality, so the DDGAN and two DDPM samplers were drawn again with both on: the same
+# model, seeds and {glue:text}`fr_n:,d` images, and the same extractor as their frontier
+# points.
+
+# %% tags=["hide-input"]
+fast_rows, fast_speed = fast_sampling_rows(cfg, ResultCache())
+modes = [("fp32", False), ("bf16", False), ("fp32", True), ("bf16", True)]
+lines = ["| sampler | NFE | fp32 | bf16 | fp32, compiled | bf16, compiled | speed-up "
+         "| FID, fp32 | FID, bf16 compiled | recall, fp32 | recall, bf16 compiled |",
+         "|---|" + "---:|" * 10]
+for row in fast_rows:
+    lines.append(f"| {row['label']} | {row['nfe']} | "
+                 + " | ".join(f"{row['ms'][mode]:.1f}" for mode in modes)
+                 + f" | {row['speedup']:.2f}x | {interval_cell(row['fp32'], 'fid', '.2f')} "
+                 f"| {interval_cell(row['bf16'], 'fid', '.2f')} "
+                 f"| {interval_cell(row['fp32'], 'recall', '.3f')} "
+                 f"| {interval_cell(row['bf16'], 'recall', '.3f')} |")
+display(Markdown("\n".join(lines)))
+
+
+def fast_verdict(rows: list[dict]) -> str:
+    """The speed-up range, and for each sampler whether bf16 moved FID beyond its interval."""
+    ups = [row["speedup"] for row in rows]
+    same = [row["label"] for row in rows if intervals_overlap(row["fp32"], row["bf16"], "fid")]
+    moved = [row["label"] for row in rows if row["label"] not in same]
+    text = (f"bf16 through `torch.compile` drew the same samplers {min(ups):.2f} to "
+            f"{max(ups):.2f} times faster per image. ")
+    if not moved:
+        shift = max(abs(r["bf16"]["fid"] - r["fp32"]["fid"]) for r in rows)
+        text += ("For every one of them the two FID intervals overlap, so these images cannot "
+                 f"tell the arithmetic apart (the largest shift is {shift:.2f} FID).")
+    else:
+        text += (f"The FID intervals overlap for {', '.join(same) or 'none'} and do not for "
+                 f"{', '.join(moved)}: there bf16 changed the result.")
+    slowest = max(rows, key=lambda r: r["compile_s"])
+    text += (f" Compiling is paid once per network and batch shape: the first compiled call "
+             f"took up to {slowest['compile_s']:.0f} s longer than the timed ones "
+             f"({slowest['label']}), so it pays over thousands of network evaluations, not over "
+             "one batch.")
+    return text
+
+
+display(Markdown(fast_verdict(fast_rows)))
+glue("fast_threads", int(fast_speed.metrics["threads"]), display=False)
+glue("fast_batch", int(fast_speed.config["batch"]), display=False)
+
+# %% [markdown]
+# Milliseconds per image at batch {glue:text}`fast_batch` on {glue:text}`fast_threads`
+# thread(s), timed in one run on freshly initialised networks as the frontier's times are; the
+# speed-up is float32 eager over bf16 compiled. The scores are on
+# {glue:text}`fr_n:,d` images with their 95% bootstrap intervals. The float32 scores are the
+# frontier's points.
+
 # %% tags=["hide-input"]
 # what this page cost (the box at the top)
-entries = [row["result"] for row in equal] + [context["speed"]]
+entries = ([row["result"] for row in equal] + [context["speed"], fast_speed]
+           + [row["bf16"]["result"] for row in fast_rows])
 spent = cost(entries)
-glue("fr_points", len(equal), display=False)
+glue("fr_points", len(equal) + len(fast_rows), display=False)
 glue("fr_source", spent["source"], display=False)
 glue("fr_where", spent["where"], display=False)
 glue("frontier_device", spent["devices"], display=False)
