@@ -102,6 +102,29 @@ def to_channels_last(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
+@contextmanager
+def quiet_compiler(active: bool = True) -> Iterator[None]:
+    """While ``active``, keep ``torch.compile``'s notices off stderr: the Python warnings raised
+    in ``torch._dynamo`` / ``torch._inductor`` and the warnings of the logger of
+    ``torch.utils.cpp_extension`` ("No CUDA runtime is found" on a CPU machine), which would
+    otherwise show as error output in an executed notebook. Errors still show."""
+    if not active:
+        yield
+        return
+    import logging
+    import warnings
+
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"torch\._(dynamo|inductor)")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def check_precision(precision: str) -> str:
     """``precision`` if it is one of :data:`PRECISIONS`, else a ``ValueError`` naming them."""
     if precision not in PRECISIONS:
@@ -136,7 +159,7 @@ def sampling_network(model: torch.nn.Module, device: str | torch.device, *,
     layout, precision and compilation gives on the machine it runs on.
     """
     check_precision(precision)
-    with channels_last(model):
+    with channels_last(model), quiet_compiler(compile):
         net = torch.compile(model, dynamic=False) if compile else model
 
         def run(*args: torch.Tensor) -> torch.Tensor:

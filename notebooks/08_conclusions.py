@@ -240,9 +240,9 @@ fast_rows, _ = fast_sampling_rows(cfg, cache)
 ups = [row["speedup"] for row in fast_rows]
 kept = all(intervals_overlap(row["fp32"], row["bf16"], "fid") for row in fast_rows)
 text.append(
-    f"These times are float32. Whichever sampler one picks, bf16 through `torch.compile` "
-    f"(`--precision bf16 --compile`) drew the {len(fast_rows)} samplers of chapter 7's last "
-    f"section {min(ups):.1f} to {max(ups):.1f} times faster on this CPU, "
+    f"These times are float32. With bf16 through `torch.compile` (`--precision bf16 --compile`), "
+    f"the samplers of chapter 7's last section ({', '.join(r['label'] for r in fast_rows)}) ran "
+    f"{min(ups):.1f} to {max(ups):.1f} times faster on this CPU, "
     + ("with FID intervals that overlap those of float32." if kept else
        "but moved the FID of at least one of them beyond its interval."))
 display(Markdown(" ".join(text)))

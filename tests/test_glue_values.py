@@ -32,6 +32,8 @@ SOURCES = sorted((ROOT / "notebooks").glob("0*.py"))
 # numbers on purpose, each with the reason it stays text.
 TEXT_GLUES = {
     "ddpm_model_file": "a file path, shown to the reader for the sample command",
+    "fast_threads": "the timing run's thread count with 'thread' or 'threads' after it; the count "
+                    "itself is in the timing entry's metrics",
     "vp_betas": "a list of the VP schedule's betas, joined by commas for the prose",
     "ddpm_channels": "the UNet's channel widths as one 'a/b/c' label",
     "fid_*_*_text": "the prose's FID at K = 10/100/1000, or a sentence saying that K is not in "

@@ -154,3 +154,25 @@ def test_each_bf16_point_differs_from_its_float32_twin_by_the_arithmetic_alone()
         assert set(row["ms"]) == set(NETWORK_MODES)
         assert row["speedup"] == pytest.approx(row["ms"]["fp32", False] / row["ms"]["bf16", True])
     assert speed.config["modes"] == [list(mode) for mode in NETWORK_MODES]
+
+
+def test_quiet_compiler_hides_the_compilers_notices_and_restores_logging():
+    import logging
+    import warnings
+
+    from ddgan_core.device import quiet_compiler
+
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    before = logger.level
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with quiet_compiler():
+            assert not logger.isEnabledFor(logging.WARNING)
+            warnings.warn_explicit("pgo off", UserWarning, "pgo.py", 1,
+                                   module="torch._dynamo.pgo")
+            warnings.warn_explicit("a user's warning", UserWarning, "mine.py", 1, module="mine")
+        with quiet_compiler(False):
+            warnings.warn_explicit("pgo off", UserWarning, "pgo.py", 1,
+                                   module="torch._dynamo.pgo")
+    assert [str(w.message) for w in caught] == ["a user's warning", "pgo off"]
+    assert logger.level == before
