@@ -185,3 +185,9 @@ def test_train_ddgan_smoke_then_sample(tmp_path, capsys):
     saved = np.load(samples)
     assert saved["images"].shape == (6, 28, 28) and saved["images"].dtype == np.uint8
     assert str(saved["model"]) == "ddgan" and int(saved["steps"]) == int(saved["nfe"]) == 4
+    assert (str(saved["precision"]), bool(saved["compile"])) == ("auto", False)
+    in_bf16 = tmp_path / "bf16.npz"
+    assert cli.main(["sample", "--checkpoint", str(out / "generator_ema.safetensors"), "--n",
+                     "6", "--seed", "1", "--precision", "bf16", "--out", str(in_bf16)]) == 0
+    saved = np.load(in_bf16)
+    assert str(saved["precision"]) == "bf16" and saved["images"].shape == (6, 28, 28)
