@@ -22,12 +22,12 @@ from pathlib import Path
 import torch
 
 __all__ = ["PRECISIONS", "autocast_context", "channels_last", "check_precision", "default_device",
-           "device_description", "device_name", "pick_device", "sampling_network", "synchronize",
-           "to_channels_last"]
+           "device_description", "device_name", "pick_device", "quiet_compiler", "sampling_network",
+           "synchronize", "to_channels_last"]
 
 #: ``auto``: bf16 autocast on CUDA, float32 on the CPU (what every committed result used);
 #: ``fp32``: float32 everywhere; ``bf16``: bf16 autocast on either device (CPUs with AVX-512
-#: BF16 or AMX run its matmuls and convolutions at up to twice the float32 rate).
+#: BF16 or AMX run its matmuls and convolutions at about twice the float32 rate).
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -152,8 +152,9 @@ def sampling_network(model: torch.nn.Module, device: str | torch.device, *,
     compiled with ``torch.compile`` (inductor, static shapes) when ``compile``; yields a callable
     with the model's signature whose output is float32.
 
-    Compiling costs 20-30 s per input shape on this project's 2-core CPU (a C++ compiler is
-    needed there) and pays only over thousands of network evaluations; it is off by default.
+    Compiling costs about 30 s per network and input shape on this project's 2-core CPU (a C++
+    compiler is needed there) and pays only over thousands of network evaluations; it is off by
+    default.
     Weights are inputs of the compiled graph, not constants, so a model that trains between two
     calls samples with its current weights. ``benchmarks/bench_unet.py`` prints what each of
     layout, precision and compilation gives on the machine it runs on.

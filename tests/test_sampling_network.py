@@ -120,6 +120,15 @@ def test_a_compiled_sampler_draws_what_the_eager_one_draws():
                                      progress=False, compile=True)
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
     assert all(p.is_contiguous() for p in generator.parameters())
+    # weights are graph inputs, not constants: after a training step, it samples the new ones
+    with torch.no_grad():
+        for p in generator.parameters():
+            p.mul_(1.5)
+    eager, _ = ddgan.ddgan_sample(generator, chain, 4, 4, seed=3, device="cpu", progress=False)
+    again, _ = ddgan.ddgan_sample(generator, chain, 4, 4, seed=3, device="cpu",
+                                  progress=False, compile=True)
+    assert not torch.allclose(again, compiled, atol=1e-3)
+    torch.testing.assert_close(again, eager, rtol=1e-4, atol=1e-4)
 
 
 def test_the_sample_command_offers_every_precision():
