@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from common import add_run_arguments
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
@@ -421,13 +422,8 @@ def bench_roofline(cfg: dict, profile: dict, device: torch.device, args: argpars
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="cpu", choices=["cpu", "full", "smoke"])
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch.set_num_threads (default: torch's choice)")
+    add_run_arguments(parser)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls (median)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed calls before them")
     parser.add_argument("--no-compile", action="store_true",
                         help="skip the torch.compile rows of (c) (about 2 min on a 2-core CPU)")
     parser.add_argument("--matmul-n", type=int, default=None,
