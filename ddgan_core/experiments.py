@@ -1171,6 +1171,25 @@ def frontier(profile: dict[str, Any], cache: ResultCache | None = None,
     return results
 
 
+def _sampler_timing_setup(profile: dict[str, Any]
+                          ) -> tuple[torch.device, int, int, dict[str, Any], dict[str, Any]]:
+    """What :func:`frontier_speed` and :func:`fast_sampling_speed` share: the device, the batch
+    (64 on a GPU, 16 on a CPU), ``budget_threads``, and the UNet's and the generator's settings
+    (their keys' ``unet`` and ``generator``)."""
+    from . import ddpm
+
+    device = pick_device()
+    unet = {k: profile[k] for k in ddpm.MODEL_KEYS + ddpm.DIFFUSION_KEYS}
+    gan = ddgan.training_config(profile, without=("seed", "ddgan_train_steps"))
+    return (device, 64 if device.type == "cuda" else 16, int(profile["budget_threads"]), unet,
+            gan)
+
+
+def _timing_repeats(nfe: int) -> int:
+    """Timed repeats of a sampler of ``nfe`` evaluations: 5 up to 10, 3 below 500, else 2."""
+    return 5 if nfe <= 10 else 3 if nfe < 500 else 2
+
+
 def frontier_speed(profile: dict[str, Any], cache: ResultCache | None = None) -> Result:
     """Seconds per image of every sampler on chapter 7's frontier, timed in one run on one
     device with chapter 4's harness (warm-up, median of repeats, batch 16 on a CPU, 64 on a
@@ -1183,11 +1202,7 @@ def frontier_speed(profile: dict[str, Any], cache: ResultCache | None = None) ->
     from .metrics.speed import measure_speed
     from .profiles import apply_overrides
 
-    device = pick_device()
-    batch = 64 if device.type == "cuda" else 16
-    threads = int(profile["budget_threads"])
-    unet = {k: profile[k] for k in ddpm.MODEL_KEYS + ddpm.DIFFUSION_KEYS}
-    gan = ddgan.training_config(profile, without=("seed", "ddgan_train_steps"))
+    device, batch, threads, unet, gan = _sampler_timing_setup(profile)
     config = _keyed("frontier_speed", profile, unet=unet, generator=gan,
                     ddpm_points=sorted(list(p) for p in profile["frontier_ddpm"]),
                     distill_start_steps=int(profile["distill_start_steps"]),
@@ -1198,7 +1213,7 @@ def frontier_speed(profile: dict[str, Any], cache: ResultCache | None = None) ->
 
     def time_sampler(sample: Callable[[int], torch.Tensor], nfe: int) -> dict[str, Any]:
         return measure_speed(sample, batch, batch, nfe, device, warmup=1,
-                             repeats=5 if nfe <= 10 else 3 if nfe < 500 else 2, progress=False)
+                             repeats=_timing_repeats(nfe), progress=False)
 
     def rows() -> list[dict[str, Any]]:
         out = []
@@ -1273,11 +1288,7 @@ def fast_sampling_speed(profile: dict[str, Any], cache: ResultCache | None = Non
     from . import ddpm
     from .metrics.speed import measure_speed
 
-    device = pick_device()
-    batch = 64 if device.type == "cuda" else 16
-    threads = int(profile["budget_threads"])
-    unet = {k: profile[k] for k in ddpm.MODEL_KEYS + ddpm.DIFFUSION_KEYS}
-    gan = ddgan.training_config(profile, without=("seed", "ddgan_train_steps"))
+    device, batch, threads, unet, gan = _sampler_timing_setup(profile)
     config = _keyed("fast_sampling_speed", profile, unet=unet, generator=gan,
                     ddpm_points=sorted(list(p) for p in profile["fast_sampling_ddpm"]),
                     modes=[list(m) for m in NETWORK_MODES], batch=batch, device=device.type,
@@ -1291,7 +1302,7 @@ def fast_sampling_speed(profile: dict[str, Any], cache: ResultCache | None = Non
         first = time.perf_counter() - start
         return {"first_call_seconds": first, **measure_speed(
             sample, batch, batch, nfe, device, warmup=1,
-            repeats=5 if nfe <= 10 else 3 if nfe < 500 else 2, progress=False)}
+            repeats=_timing_repeats(nfe), progress=False)}
 
     def rows() -> list[dict[str, Any]]:
         out = []
