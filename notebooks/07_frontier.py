@@ -464,8 +464,8 @@ def fast_verdict(rows: list[dict]) -> str:
         text += ("For every sampler the two FID intervals overlap, so these images cannot tell "
                  f"the arithmetic apart (the largest shift is {shift:.2f} FID).")
     else:
-        text += (f"The FID intervals overlap for {', '.join(same) or 'none'} and do not for "
-                 f"{', '.join(moved)}: there bf16 changed the result.")
+        text += (f"The FID intervals overlap for {'; '.join(same) or 'none'} and do not for "
+                 f"{'; '.join(moved)}: there bf16 changed the result.")
     slowest = max(rows, key=lambda r: r["compile_s"])
     text += (f" Compiling is paid once per network and batch shape: the first compiled call "
              f"took up to {slowest['compile_s']:.0f} s longer than the timed ones "

@@ -241,7 +241,7 @@ ups = [row["speedup"] for row in fast_rows]
 kept = all(intervals_overlap(row["fp32"], row["bf16"], "fid") for row in fast_rows)
 text.append(
     f"These times are float32. With bf16 through `torch.compile` (`--precision bf16 --compile`), "
-    f"the samplers of chapter 7's last section ({', '.join(r['label'] for r in fast_rows)}) ran "
+    f"the samplers of chapter 7's last section ({'; '.join(r['label'] for r in fast_rows)}) ran "
     f"{min(ups):.1f} to {max(ups):.1f} times faster on this CPU, "
     + ("with FID intervals that overlap those of float32." if kept else
        "but moved the FID of at least one of them beyond its interval."))
